@@ -1,0 +1,111 @@
+"""The record model: what is read from the MIS and what may be sent to Hwb.
+
+Data minimisation is enforced here and only here. The Hwb privacy notice allows, for staff, name and
+staff code; for learners, name, a salted hashed identifier based on the UPN and date of birth; for both,
+class, year and registration group. Leaving dates travel because the national service needs them to
+release accounts, and a staff start date because an account is only created for a staff record with a
+start date and a staff code. ``WIRE_FIELDS`` lists every field that can reach the wire, per kind;
+``wire_record`` is the one function that builds what is sent, and it refuses anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+
+class Kind(enum.StrEnum):
+    LEARNER = "learner"
+    STAFF = "staff"
+    GROUP = "group"
+    MEMBERSHIP = "membership"
+
+
+class Op(enum.StrEnum):
+    UPSERT = "upsert"
+    LEAVE = "leave"
+    REMOVE = "remove"
+
+
+#: Every field that may leave the server, per kind. Nothing else is ever sent.
+WIRE_FIELDS: Final[Mapping[Kind, tuple[str, ...]]] = {
+    Kind.LEARNER: (
+        "upn_hash",
+        "legal_forename",
+        "legal_surname",
+        "date_of_birth",
+        "year_group",
+        "registration_group",
+        "leaving_date",
+    ),
+    Kind.STAFF: ("staff_code", "legal_forename", "legal_surname", "start_date", "leaving_date"),
+    Kind.GROUP: ("group_id", "name", "group_type", "year_group"),
+    Kind.MEMBERSHIP: ("group_id", "member_kind", "member_key"),
+}
+
+#: The field of the wire record that is the record's key within its school.
+KEY_FIELD: Final[Mapping[Kind, str]] = {
+    Kind.LEARNER: "upn_hash",
+    Kind.STAFF: "staff_code",
+    Kind.GROUP: "group_id",
+}
+
+#: The order in which kinds are sent: members before the groups that hold them, groups before memberships;
+#: removals run in the reverse order (memberships first).
+SEND_ORDER: Final[tuple[Kind, ...]] = (Kind.LEARNER, Kind.STAFF, Kind.GROUP, Kind.MEMBERSHIP)
+
+WireValue = str | None
+WireRecord = dict[str, WireValue]
+
+
+class WireFieldError(ValueError):
+    """A record carried a field that is not allowed to leave the server (a programming error)."""
+
+
+def wire_record(kind: Kind, fields: Mapping[str, WireValue]) -> WireRecord:
+    """Build the record that is sent for ``kind``: exactly ``WIRE_FIELDS[kind]``, nothing more."""
+    allowed = WIRE_FIELDS[kind]
+    extra = set(fields) - set(allowed)
+    if extra:
+        raise WireFieldError(f"fields not allowed on the wire for {kind}: {sorted(extra)}")
+    return {name: fields.get(name) for name in allowed}
+
+
+def record_key(kind: Kind, record: Mapping[str, WireValue]) -> str:
+    """The record's key within its school: hashed UPN, staff code, group id, or group/kind/member."""
+    if kind is Kind.MEMBERSHIP:
+        return f"{record['group_id']}/{record['member_kind']}/{record['member_key']}"
+    value = record[KEY_FIELD[kind]]
+    assert value is not None
+    return value
+
+
+def canonical_json(record: Mapping[str, WireValue]) -> bytes:
+    """The protocol's canonical form of a record: sorted keys, no spaces, UTF-8."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def record_digest(record: Mapping[str, WireValue]) -> str:
+    """The content digest both sides compute for a record (``sha-256:`` + hex of the canonical JSON)."""
+    return "sha-256:" + hashlib.sha256(canonical_json(record)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation of a batch, as sent."""
+
+    op: Op
+    kind: Kind
+    key: str
+    record: WireRecord | None  # None for a remove
+    digest: str | None  # digest of ``record``; None for a remove
+
+    def to_wire(self) -> dict[str, object]:
+        body: dict[str, object] = {"op": self.op.value, "kind": self.kind.value, "key": self.key}
+        if self.record is not None:
+            body["record"] = self.record
+        return body

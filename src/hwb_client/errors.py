@@ -1,0 +1,95 @@
+"""One error tree. Each class is a failure a person can act on, with a fixed exit code.
+
+Exit codes (documented in the README; only ``cli.py`` maps errors to them):
+
+== =========================================================================
+0  success
+1  warning: the run finished but records were held back or refused (partial)
+2  usage: bad command-line arguments
+3  configuration error: nothing was read or sent
+4  MIS (ODBC) error: the run failed, nothing was sent as removed
+5  national API error: the run failed, what was not acknowledged is resent next run
+6  run blocked by the safety guard (use --allow-mass-removal after checking)
+7  another run for the same school is in progress
+8  local state error (state database unreadable or damaged)
+9  enrolment failed
+10 status: the last run failed, was blocked, or is older than the schedule allows
+130/143 interrupted (SIGINT/SIGTERM)
+== =========================================================================
+"""
+
+from __future__ import annotations
+
+
+class HwbClientError(Exception):
+    """Something went wrong that a person can act on."""
+
+    exit_code = 70
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(HwbClientError):
+    """The configuration is wrong; the message names the setting and the fix."""
+
+    exit_code = 3
+
+
+class MisError(HwbClientError):
+    """Reading the MIS over ODBC failed."""
+
+    exit_code = 4
+
+
+class ProfileError(MisError):
+    """The query profile is wrong (missing column, bad SQL, unknown field)."""
+
+
+class ApiError(HwbClientError):
+    """The national API refused a request or could not be reached."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, status: int | None = None, problem_type: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem_type = problem_type
+
+
+class RunBlocked(HwbClientError):
+    """The safety guard stopped a run that would remove too many records."""
+
+    exit_code = 6
+
+
+class RunInProgress(HwbClientError):
+    """Another run for the same school holds its lock."""
+
+    exit_code = 7
+
+
+class StateError(HwbClientError):
+    """The local state database cannot be used."""
+
+    exit_code = 8
+
+
+class EnrolmentError(HwbClientError):
+    """Enrolling the school's signing key failed."""
+
+    exit_code = 9
+
+
+class KeyFileError(ConfigError):
+    """A key file is missing, unreadable, malformed or readable by other users."""
+
+
+class Interrupted(HwbClientError):
+    """The process was asked to stop (SIGTERM, SIGINT or a service stop)."""
+
+    exit_code = 143

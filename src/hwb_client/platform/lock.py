@@ -1,0 +1,56 @@
+"""One run per school at a time: an OS file lock shared by the daemon and ``--run-now``.
+
+The lock is held on an open file (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows), so the
+operating system releases it when the process dies, even on SIGKILL: a stale lock never blocks a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from hwb_client.errors import RunInProgress
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def school_lock(state_dir: Path, dfes_number: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold the school's run lock, waiting up to ``wait_seconds``; raise ``RunInProgress`` if taken."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / f"{dfes_number}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise RunInProgress(
+                    f"school {dfes_number}: another run is in progress (lock {path}); "
+                    "wait for it to finish, or check `hwb-client status`"
+                )
+            time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)

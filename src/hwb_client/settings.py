@@ -1,0 +1,261 @@
+"""Configuration: one TOML file, overridable by ``HWB_...`` environment variables.
+
+Built once in ``cli.py`` and passed in. A bad setting stops the program before anything is read or sent,
+with a message that names the setting and says what to do (``errors.ConfigError``).
+
+Environment overrides use ``__`` between levels, for example ``HWB_API__BASE_URL`` or
+``HWB_GUARD__MAX_REMOVAL_SHARE``; the list of schools comes from the file only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hwb_client.errors import ConfigError
+
+DFES_PATTERN = re.compile(r"^(6[6-7][0-9]|68[01])[0-9]{4}$")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def default_config_path() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "HwbClient" / "hwb-client.toml"
+    return Path("/etc/hwb-client/hwb-client.toml")
+
+
+def default_state_dir() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "HwbClient" / "state"
+    return Path("/var/lib/hwb-client")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClientSettings(_Section):
+    state_dir: Path = Field(default_factory=default_state_dir)
+    national_key_file: Path = Path("/etc/hwb-client/national-key.json")
+    log_file: Path | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ApiSettings(_Section):
+    base_url: AnyHttpUrl = AnyHttpUrl("https://provisioning.hwb.gov.wales/")
+    ca_bundle: Path | None = None
+    proxy: str | None = None
+    connect_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    read_timeout_seconds: float = Field(60.0, gt=0, le=900)
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_base_seconds: float = Field(1.0, ge=0, le=60)
+    backoff_max_seconds: float = Field(60.0, ge=0, le=900)
+    give_up_after_seconds: float = Field(600.0, gt=0, le=86400)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https_unless_loopback(cls, url: AnyHttpUrl) -> AnyHttpUrl:
+        host = (url.host or "").strip("[]")
+        loopback = host in {"localhost", "::1"} or host.startswith("127.")
+        if url.scheme != "https" and not loopback:
+            raise ValueError("must be https:// (plain http:// is only allowed to a loopback address)")
+        return url
+
+
+class GuardSettings(_Section):
+    max_removal_share: float = Field(0.10, ge=0, le=1)
+    min_removals: int = Field(20, ge=0)
+
+
+class BatchSettings(_Section):
+    max_operations: int = Field(2000, ge=1, le=5000)
+    max_bytes: int = Field(4_000_000, ge=10_000, le=8_000_000)
+    gzip_level: int = Field(6, ge=0, le=9)
+
+
+class Term(_Section):
+    """One term of an academic year: the first and last day of teaching."""
+
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Term:
+        if self.end < self.start:
+            raise ValueError(f"term ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class ScheduleSettings(_Section):
+    timezone: str = "Europe/London"
+    run_time: dt.time = dt.time(2, 0)
+    summer_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    first_week_days: int = Field(5, ge=1, le=10)
+    in_term_weekdays: list[str] = Field(default_factory=lambda: list(_WEEKDAYS))
+    holiday_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    end_of_year_date: str = "08-30"
+    jitter_seconds: int = Field(300, ge=0, le=3600)
+    max_concurrent_schools: int = Field(2, ge=1, le=32)
+    max_age_hours: float = Field(192, gt=0)
+    terms: list[Term] = Field(default_factory=list)
+
+    @field_validator("in_term_weekdays")
+    @classmethod
+    def _weekdays(cls, days: list[str]) -> list[str]:
+        bad = [d for d in days if d not in _WEEKDAYS]
+        if bad:
+            raise ValueError(f"unknown weekday(s) {bad}: use {', '.join(_WEEKDAYS)}")
+        return days
+
+
+class SchoolSettings(_Section):
+    dfes_number: str
+    name: str = ""
+    odbc: SecretStr = Field(description="ODBC connection string or DSN=NAME")
+    odbc_password_env: str | None = None
+    odbc_password_file: Path | None = None
+    profile: str = "reference"
+    signing_key_file: Path | None = None
+    enabled: bool = True
+
+    @field_validator("dfes_number")
+    @classmethod
+    def _dfes(cls, value: str) -> str:
+        if not DFES_PATTERN.match(value):
+            raise ValueError(
+                "must be the school's 7-digit DfES number: a Welsh LA number (660-681) then 4 digits"
+            )
+        return value
+
+    def connection_string(self) -> str:
+        """The ODBC connection string with the password added from the environment or secrets file."""
+        conn = self.odbc.get_secret_value()
+        password: str | None = None
+        if self.odbc_password_env:
+            password = os.environ.get(self.odbc_password_env)
+            if password is None:
+                raise ConfigError(
+                    f"schools[{self.dfes_number}].odbc_password_env: the environment variable "
+                    f"{self.odbc_password_env} is not set; set it for the service or use odbc_password_file"
+                )
+        elif self.odbc_password_file:
+            try:
+                password = self.odbc_password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"schools[{self.dfes_number}].odbc_password_file: cannot read {self.odbc_password_file} "
+                    f"({exc.strerror}); check the path and that the service user may read it"
+                ) from exc
+        if password is not None:
+            conn = conn.rstrip(";") + ";PWD={" + password.replace("}", "}}") + "}"
+        return conn
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HWB_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    client: ClientSettings = ClientSettings()
+    api: ApiSettings = ApiSettings()
+    guard: GuardSettings = GuardSettings()
+    batches: BatchSettings = BatchSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    schools: Annotated[list[SchoolSettings], Field(min_length=1)]
+    config_path: Path | None = None
+
+    @field_validator("schools")
+    @classmethod
+    def _unique_schools(cls, schools: list[SchoolSettings]) -> list[SchoolSettings]:
+        seen: set[str] = set()
+        for school in schools:
+            if school.dfes_number in seen:
+                raise ValueError(f"school {school.dfes_number} is listed twice; keep one [[schools]] entry")
+            seen.add(school.dfes_number)
+        return schools
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first (it overrides), then what the file said (passed as init values).
+        return (env_settings, init_settings)
+
+    def school(self, dfes_number: str) -> SchoolSettings:
+        for school in self.schools:
+            if school.dfes_number == dfes_number:
+                return school
+        raise ConfigError(
+            f"--school {dfes_number}: no such school in {self.config_path}; "
+            f"configured: {', '.join(s.dfes_number for s in self.schools)}"
+        )
+
+    def signing_key_path(self, school: SchoolSettings) -> Path:
+        return school.signing_key_file or self.client.state_dir / "keys" / f"{school.dfes_number}.pem"
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = raw
+    for loc in error["loc"]:
+        if isinstance(loc, int) and isinstance(node, list) and loc < len(node):
+            item = node[loc]
+            label = item.get("dfes_number") if isinstance(item, dict) else None
+            parts[-1] = f"{parts[-1]}[{label or loc}]" if parts else f"[{loc}]"
+            node = item
+            continue
+        parts.append(str(loc))
+        node = node.get(loc) if isinstance(node, dict) else None
+    where = ".".join(parts) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting; check its spelling against config/hwb-client.example.toml"
+    elif error["type"] == "missing":
+        message = "required setting is missing"
+    return f"{where}: {message}"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and check the configuration; raise ``ConfigError`` naming every bad setting."""
+    config_path = path or Path(os.environ.get("HWB_CONFIG", "")) if os.environ.get("HWB_CONFIG") else path
+    config_path = config_path or default_config_path()
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"configuration file {config_path} not found; copy config/hwb-client.example.toml there "
+            "or pass --config PATH"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path} is not valid TOML: {exc}") from exc
+    raw.setdefault("config_path", str(config_path))
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        lines = [_describe(dict(err), raw) for err in exc.errors()]
+        raise ConfigError(f"{config_path} has {len(lines)} problem(s):\n  " + "\n  ".join(lines)) from None
