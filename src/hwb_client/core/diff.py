@@ -1,0 +1,51 @@
+"""The diff: what changed since the last acknowledged run, as operations in the order they are sent.
+
+Pure. ``acknowledged`` is what the national side confirmed (digest and status per record); the result
+holds an upsert for a new or changed record, a leave for a record with a leaving date (new, or whose
+digest changed), a remove for a record that vanished from the MIS, and nothing for an unchanged one.
+Held-back records are never removed: they still exist in the MIS, they are just not sendable now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hwb_client.core.model import SEND_ORDER, Kind, Op, Operation
+from hwb_client.core.snapshot import Snapshot
+
+ACTIVE = "active"
+LEFT = "left"
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What the national side holds for one record, as far as this client knows."""
+
+    digest: str
+    status: str  # ACTIVE or LEFT
+    year_group: str | None = None
+
+
+AckIndex = Mapping[Kind, Mapping[str, Acknowledged]]
+
+
+def diff(snapshot: Snapshot, acknowledged: AckIndex) -> list[Operation]:
+    """Upserts and leaves for kinds in send order (members before groups before memberships), then
+    removes in the reverse order (memberships before the groups and people they point at)."""
+    changes: list[Operation] = []
+    for kind in SEND_ORDER:
+        known = acknowledged.get(kind, {})
+        for key, entry in snapshot.entries[kind].items():
+            previous = known.get(key)
+            if previous is not None and previous.digest == entry.digest:
+                continue
+            op = Op.LEAVE if entry.leaving else Op.UPSERT
+            changes.append(Operation(op, kind, key, entry.record, entry.digest))
+    removals: list[Operation] = []
+    for kind in reversed(SEND_ORDER):
+        current = snapshot.entries[kind]
+        for key in acknowledged.get(kind, {}):
+            if key not in current and (kind, key) not in snapshot.held_keys:
+                removals.append(Operation(Op.REMOVE, kind, key, None, None))
+    return changes + removals

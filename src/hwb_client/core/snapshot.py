@@ -1,0 +1,243 @@
+"""From MIS rows to the school's snapshot: validated, pseudonymised, minimised records, and the held back.
+
+``build_snapshot`` is pure: it takes the rows (any iterables, streamed from ODBC by the caller), the UPN
+hasher and today's date, and returns the wire records keyed per kind plus every held-back record with
+its reason. Raw UPNs live only inside this function's locals; what comes out carries ``upn_hash``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hwb_client.core import validate as v
+from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, wire_record
+from hwb_client.core.validate import HeldBack, Invalid, Reason
+
+Row = Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One record of the snapshot, ready to diff and send."""
+
+    kind: Kind
+    key: str
+    record: WireRecord
+    digest: str
+    leaving: bool
+    year_group: str | None = None
+
+
+@dataclass
+class Snapshot:
+    entries: dict[Kind, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in Kind})
+    held_back: list[HeldBack] = field(default_factory=list)
+    #: keys of records that exist in the MIS but were held back: never treated as vanished
+    held_keys: set[tuple[Kind, str]] = field(default_factory=set)
+    rows_read: Counter[Kind] = field(default_factory=Counter)
+    #: local, human labels of held-back rows for the school's own report; never logged or stored
+    labels: dict[int, str] = field(default_factory=dict)
+
+    def held_back_counts(self) -> Counter[str]:
+        return Counter(h.reason.value for h in self.held_back)
+
+    def count(self, kind: Kind) -> int:
+        return len(self.entries[kind])
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """The four row streams of one school, in the order they must be read."""
+
+    learners: Iterable[Row]
+    staff: Iterable[Row]
+    groups: Iterable[Row]
+    memberships: Iterable[Row]
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _label(kind: Kind, index: int, row: Row) -> str:
+    names = " ".join(str(row.get(f) or "").strip() for f in ("legal_forename", "legal_surname")).strip()
+    code = row.get("staff_code") or row.get("group_id") or ""
+    parts = [f"{kind.value} row {index}"]
+    if code and kind is not Kind.LEARNER:
+        parts.append(str(code))
+    if names:
+        parts.append(names)
+    return ": ".join(parts[:1]) + (" " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+        self._first_rows: dict[tuple[Kind, str], tuple[int, Row]] = {}
+        self._duplicated: set[tuple[Kind, str]] = set()
+
+    def hold(self, kind: Kind, index: int, row: Row, reason: Reason, key: str | None = None) -> None:
+        self.snapshot.held_back.append(HeldBack(kind, f"{kind.value}:{index}", reason))
+        self.snapshot.labels[len(self.snapshot.held_back) - 1] = _label(kind, index, row)
+        if key is not None:
+            self.snapshot.held_keys.add((kind, key))
+
+    def add(
+        self,
+        kind: Kind,
+        index: int,
+        row: Row,
+        record: WireRecord,
+        *,
+        duplicate: Reason,
+        leaving: bool = False,
+        year_group: str | None = None,
+    ) -> None:
+        """Add a record; two MIS rows claiming the same identity are both held back."""
+        key = record_key(kind, record)
+        entries = self.snapshot.entries[kind]
+        if (kind, key) in self._duplicated or key in entries:
+            if key in entries:
+                del entries[key]
+                first_index, first_row = self._first_rows.pop((kind, key))
+                self.hold(kind, first_index, first_row, duplicate, key)
+                self._duplicated.add((kind, key))
+            self.hold(kind, index, row, duplicate, key)
+            return
+        entries[key] = Entry(kind, key, record, record_digest(record), leaving, year_group)
+        self._first_rows[(kind, key)] = (index, row)
+
+
+def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.date) -> Snapshot:
+    """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason."""
+    b = _Builder()
+    snap = b.snapshot
+    learner_hash: dict[str, str] = {}  # normalised UPN -> upn_hash, for memberships (memory only)
+
+    for index, row in enumerate(rows.learners, start=1):
+        snap.rows_read[Kind.LEARNER] += 1
+        try:
+            upn = v.parse_upn(row.get("upn"))
+        except Invalid as exc:
+            b.hold(Kind.LEARNER, index, row, exc.reason)
+            continue
+        upn_hash = learner_hash.get(upn) or hasher(upn)
+        learner_hash[upn] = upn_hash
+        try:
+            valid = v.learner(row, today)
+        except Invalid as exc:
+            b.hold(Kind.LEARNER, index, row, exc.reason, upn_hash)
+            continue
+        record = wire_record(
+            Kind.LEARNER,
+            {
+                "upn_hash": upn_hash,
+                "legal_forename": valid.legal_forename,
+                "legal_surname": valid.legal_surname,
+                "date_of_birth": valid.date_of_birth.isoformat(),
+                "year_group": valid.year_group,
+                "registration_group": valid.registration_group,
+                "leaving_date": _iso(valid.leaving_date),
+            },
+        )
+        b.add(
+            Kind.LEARNER,
+            index,
+            row,
+            record,
+            leaving=valid.leaving_date is not None,
+            year_group=valid.year_group,
+            duplicate=Reason.UPN_DUPLICATE,
+        )
+
+    for index, row in enumerate(rows.staff, start=1):
+        snap.rows_read[Kind.STAFF] += 1
+        try:
+            valid_staff = v.staff(row)
+        except Invalid as exc:
+            code = str(row.get("staff_code") or "").strip() or None
+            b.hold(Kind.STAFF, index, row, exc.reason, code)
+            continue
+        record = wire_record(
+            Kind.STAFF,
+            {
+                "staff_code": valid_staff.staff_code,
+                "legal_forename": valid_staff.legal_forename,
+                "legal_surname": valid_staff.legal_surname,
+                "start_date": valid_staff.start_date.isoformat(),
+                "leaving_date": _iso(valid_staff.leaving_date),
+            },
+        )
+        b.add(
+            Kind.STAFF,
+            index,
+            row,
+            record,
+            leaving=valid_staff.leaving_date is not None,
+            duplicate=Reason.STAFF_CODE_DUPLICATE,
+        )
+
+    for index, row in enumerate(rows.groups, start=1):
+        snap.rows_read[Kind.GROUP] += 1
+        try:
+            valid_group = v.group(row)
+        except Invalid as exc:
+            gid = str(row.get("group_id") or "").strip() or None
+            b.hold(Kind.GROUP, index, row, exc.reason, gid)
+            continue
+        record = wire_record(
+            Kind.GROUP,
+            {
+                "group_id": valid_group.group_id,
+                "name": valid_group.name,
+                "group_type": valid_group.group_type,
+                "year_group": valid_group.year_group,
+            },
+        )
+        b.add(Kind.GROUP, index, row, record, duplicate=Reason.GROUP_ID_DUPLICATE)
+
+    held_staff = {key for kind, key in snap.held_keys if kind is Kind.STAFF}
+    held_groups = {key for kind, key in snap.held_keys if kind is Kind.GROUP}
+    for index, row in enumerate(rows.memberships, start=1):
+        snap.rows_read[Kind.MEMBERSHIP] += 1
+        try:
+            valid_member = v.membership(row)
+        except Invalid as exc:
+            reason = exc.reason
+            if reason.value.startswith("upn_"):
+                reason = Reason.MEMBER_HELD_BACK
+            b.hold(Kind.MEMBERSHIP, index, row, reason)
+            continue
+        if valid_member.member_kind is Kind.LEARNER:
+            member_key = learner_hash.get(valid_member.member_ref)
+        else:
+            known_staff = (
+                valid_member.member_ref in snap.entries[Kind.STAFF] or valid_member.member_ref in held_staff
+            )
+            member_key = valid_member.member_ref if known_staff else None
+        if member_key is None:
+            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_UNKNOWN)
+            continue
+        record = wire_record(
+            Kind.MEMBERSHIP,
+            {
+                "group_id": valid_member.group_id,
+                "member_kind": valid_member.member_kind.value,
+                "member_key": member_key,
+            },
+        )
+        key = record_key(Kind.MEMBERSHIP, record)
+        if member_key not in snap.entries[valid_member.member_kind]:
+            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_HELD_BACK, key)
+            continue
+        if valid_member.group_id not in snap.entries[Kind.GROUP]:
+            reason = Reason.MEMBER_HELD_BACK if valid_member.group_id in held_groups else Reason.GROUP_UNKNOWN
+            b.hold(Kind.MEMBERSHIP, index, row, reason, key if reason is Reason.MEMBER_HELD_BACK else None)
+            continue
+        if key in snap.entries[Kind.MEMBERSHIP]:
+            continue  # the same membership listed twice is one membership
+        snap.entries[Kind.MEMBERSHIP][key] = Entry(Kind.MEMBERSHIP, key, record, record_digest(record), False)
+    return snap
