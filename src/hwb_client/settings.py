@@ -92,7 +92,11 @@ class BatchSettings(_Section):
 
 
 class Term(_Section):
-    """One term of an academic year: the first and last day of teaching."""
+    """One block of teaching between two holidays: its first and last day (inclusive).
+
+    In Wales an academic year has six: autumn, spring and summer terms, each split by a half-term
+    holiday. Days between two terms are holidays; the holiday that contains August is the summer.
+    """
 
     start: dt.date
     end: dt.date
@@ -104,18 +108,51 @@ class Term(_Section):
         return self
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ScheduleRule = Literal[
+    "august_30",
+    "day_before_term",
+    "first_week_daily",
+    "term_nightly",
+    "summer_weekly",
+    "holiday_weekly",
+]
+
+
 class ScheduleSettings(_Section):
+    """When the daemon runs: the academic-calendar policy of ``hwb_client.core.calendar``.
+
+    Weekly through the summer holidays (``summer_weekday``), on ``end_of_year_date`` (30 August), on
+    the day before each term starts, daily in the first ``first_week_days`` school days of the
+    academic year, nightly in term (``in_term_weekdays``) and weekly in shorter holidays
+    (``holiday_weekday``); all at ``run_time`` (or ``rule_times[rule]``) in ``timezone``.
+    """
+
     timezone: str = "Europe/London"
     run_time: dt.time = dt.time(2, 0)
-    summer_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    rule_times: dict[ScheduleRule, dt.time] = Field(
+        default_factory=dict,
+        description="per-rule run time overriding run_time, e.g. { day_before_term = 18:00:00 }",
+    )
+    summer_weekday: Weekday = "mon"
     first_week_days: int = Field(5, ge=1, le=10)
-    in_term_weekdays: list[str] = Field(default_factory=lambda: list(_WEEKDAYS))
-    holiday_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    in_term_weekdays: list[str] = Field(default_factory=lambda: list(_WEEKDAYS), min_length=1)
+    holiday_weekday: Weekday = "mon"
     end_of_year_date: str = "08-30"
     jitter_seconds: int = Field(300, ge=0, le=3600)
     max_concurrent_schools: int = Field(2, ge=1, le=32)
     max_age_hours: float = Field(192, gt=0)
+    overdue_grace_hours: float = Field(
+        6, ge=0, le=168, description="how long after a scheduled run its success may still be missing"
+    )
+    catch_up_on_start: bool = True
     terms: list[Term] = Field(default_factory=list)
+    test_interval_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="FOR REHEARSALS AND TESTS ONLY: ignore the calendar and run every N seconds",
+    )
 
     @field_validator("in_term_weekdays")
     @classmethod
@@ -124,6 +161,41 @@ class ScheduleSettings(_Section):
         if bad:
             raise ValueError(f"unknown weekday(s) {bad}: use {', '.join(_WEEKDAYS)}")
         return days
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, name: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/London") from None
+        return name
+
+    @field_validator("end_of_year_date")
+    @classmethod
+    def _month_day(cls, value: str) -> str:
+        match = re.fullmatch(r"(\d{2})-(\d{2})", value)
+        try:
+            if not match:
+                raise ValueError
+            dt.date(2024, int(match[1]), int(match[2]))  # a leap year accepts 02-29
+        except ValueError:
+            raise ValueError(f"{value!r} is not a month-day: write MM-DD, e.g. 08-30") from None
+        return value
+
+    @field_validator("terms")
+    @classmethod
+    def _no_overlap(cls, terms: list[Term]) -> list[Term]:
+        ordered = sorted(terms, key=lambda t: t.start)
+        for before, after in zip(ordered, ordered[1:], strict=False):
+            if after.start <= before.end:
+                raise ValueError(
+                    f"terms {before.start}..{before.end} and {after.start}..{after.end} overlap; "
+                    "each [[schedule.terms]] entry is one block of teaching between two holidays"
+                )
+        return ordered
 
 
 class SchoolSettings(_Section):
