@@ -10,6 +10,7 @@ Environment overrides use ``__`` between levels, for example ``HWB_API__BASE_URL
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 import sys
@@ -189,7 +190,7 @@ class ScheduleSettings(_Section):
     @classmethod
     def _no_overlap(cls, terms: list[Term]) -> list[Term]:
         ordered = sorted(terms, key=lambda t: t.start)
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in itertools.pairwise(ordered):
             if after.start <= before.end:
                 raise ValueError(
                     f"terms {before.start}..{before.end} and {after.start}..{after.end} overlap; "
@@ -312,8 +313,8 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
 
 def load_settings(path: Path | None = None) -> Settings:
     """Read and check the configuration; raise ``ConfigError`` naming every bad setting."""
-    config_path = path or Path(os.environ.get("HWB_CONFIG", "")) if os.environ.get("HWB_CONFIG") else path
-    config_path = config_path or default_config_path()
+    env_path = os.environ.get("HWB_CONFIG")
+    config_path = path or (Path(env_path) if env_path else default_config_path())
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
