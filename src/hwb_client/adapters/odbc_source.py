@@ -1,0 +1,219 @@
+"""Reading the MIS over ODBC (pyodbc), through a query profile.
+
+A profile (TOML) holds one SELECT per kind and maps the record model's fields onto the result's
+columns. Rows are streamed with ``fetchmany``: a school's MIS is never loaded whole by this module (and
+for PostgreSQL, ``UseDeclareFetch=1;Fetch=N`` in the connection string keeps the driver from buffering
+the whole result). A profile problem is a ``ConfigError`` when it can be seen before connecting, and a
+``ProfileError`` (the run fails, nothing is sent) when the MIS answers with other columns than mapped.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pyodbc
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hwb_client.errors import ConfigError, MisError, ProfileError
+
+KindName = Literal["learners", "staff", "groups", "memberships"]
+KINDS: Final[tuple[KindName, ...]] = ("learners", "staff", "groups", "memberships")
+
+#: Fields a profile may map, per kind; the first group must be mapped, the rest are optional.
+REQUIRED_FIELDS: Final[Mapping[KindName, frozenset[str]]] = {
+    "learners": frozenset({"upn", "legal_forename", "legal_surname", "date_of_birth", "year_group"}),
+    "staff": frozenset({"staff_code", "legal_forename", "legal_surname", "start_date"}),
+    "groups": frozenset({"group_id", "group_type"}),
+    "memberships": frozenset({"group_id", "member_kind"}),
+}
+OPTIONAL_FIELDS: Final[Mapping[KindName, frozenset[str]]] = {
+    "learners": frozenset({"registration_group", "start_date", "leaving_date"}),
+    "staff": frozenset({"leaving_date"}),
+    "groups": frozenset({"name", "year_group"}),
+    "memberships": frozenset({"upn", "staff_code"}),
+}
+FETCH_ROWS: Final = 1000
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sql: str = Field(min_length=1)
+    params: list[Literal["dfes_number"]] = Field(default_factory=list)
+    columns: dict[str, str]
+
+    @field_validator("sql")
+    @classmethod
+    def _select_only(cls, sql: str) -> str:
+        head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+        if head not in {"SELECT", "WITH", "{CALL", "EXEC", "EXECUTE"}:
+            raise ValueError("must be a SELECT (or WITH ... SELECT, or a stored procedure call)")
+        return sql
+
+
+class ProfileInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: ProfileInfo
+    learners: Query
+    staff: Query
+    groups: Query
+    memberships: Query
+
+    def query(self, kind: KindName) -> Query:
+        query: Query = getattr(self, kind)
+        return query
+
+
+def _check_mapping(profile: Profile, origin: str) -> None:
+    problems: list[str] = []
+    for kind in KINDS:
+        query = profile.query(kind)
+        mapped = set(query.columns)
+        missing = REQUIRED_FIELDS[kind] - mapped
+        unknown = mapped - REQUIRED_FIELDS[kind] - OPTIONAL_FIELDS[kind]
+        if missing:
+            problems.append(f"[{kind}.columns] must map {', '.join(sorted(missing))}")
+        if unknown:
+            allowed = ", ".join(sorted(REQUIRED_FIELDS[kind] | OPTIONAL_FIELDS[kind]))
+            problems.append(
+                f"[{kind}.columns] maps {', '.join(sorted(unknown))}, which the record model does not have "
+                f"(allowed: {allowed})"
+            )
+        if query.sql.count("?") != len(query.params):
+            problems.append(
+                f"[{kind}] has {query.sql.count('?')} '?' placeholder(s) but params lists {len(query.params)}"
+            )
+    if problems:
+        raise ConfigError(f"query profile {origin}:\n  " + "\n  ".join(problems))
+
+
+def load_profile(name_or_path: str, *, base_dir: Path | None = None) -> Profile:
+    """A built-in profile by name (``reference``) or a TOML file by path (relative to ``base_dir``)."""
+    if "/" not in name_or_path and "\\" not in name_or_path and not name_or_path.endswith(".toml"):
+        resource = resources.files("hwb_client.profiles") / f"{name_or_path}.toml"
+        if not resource.is_file():
+            raise ConfigError(
+                f"profile = {name_or_path!r}: no built-in profile of that name (built in: reference); "
+                "give a path to your own profile file instead"
+            )
+        text, origin = resource.read_text(encoding="utf-8"), f"'{name_or_path}' (built in)"
+    else:
+        path = Path(name_or_path)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"profile = {name_or_path!r}: cannot read {path} ({exc.strerror})") from exc
+        origin = str(path)
+    try:
+        raw = tomllib.loads(text)
+        profile = Profile(**raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"query profile {origin} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"query profile {origin}:\n  " + "\n  ".join(lines)) from None
+    _check_mapping(profile, origin)
+    return profile
+
+
+def _driver_message(exc: pyodbc.Error) -> str:
+    # pyodbc errors carry (sqlstate, message); the message names the driver and the problem, never a
+    # row value. Connection strings are never part of it.
+    args = [str(a) for a in exc.args]
+    return " ".join(args)[:500]
+
+
+@dataclass
+class MisSource:
+    """One open ODBC connection to one school's MIS, read through a profile."""
+
+    dfes_number: str
+    profile: Profile
+    connection: Any
+    fetch_rows: int = FETCH_ROWS
+
+    @classmethod
+    def connect(
+        cls,
+        connection_string: str,
+        dfes_number: str,
+        profile: Profile,
+        *,
+        login_timeout: int = 30,
+        query_timeout: int = 600,
+    ) -> MisSource:
+        try:
+            connection = pyodbc.connect(connection_string, autocommit=True, timeout=login_timeout)
+            connection.timeout = query_timeout
+        except pyodbc.Error as exc:
+            raise MisError(
+                f"school {dfes_number}: cannot connect to the MIS over ODBC: {_driver_message(exc)}; "
+                "check the school's `odbc` setting, the driver (odbcinst -q -d) and that the database is up"
+            ) from None
+        # Narrow-character data from any driver is decoded as UTF-8 (wide data stays UTF-16).
+        connection.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+        return cls(dfes_number, profile, connection)
+
+    def rows(self, kind: KindName) -> Iterator[dict[str, object]]:
+        """Stream one kind's rows as ``{field: value}`` dicts, ``fetch_rows`` at a time."""
+        query = self.profile.query(kind)
+        params = [self.dfes_number for _ in query.params]
+        cursor = self.connection.cursor()
+        try:
+            try:
+                cursor.execute(query.sql, *params)
+            except pyodbc.Error as exc:
+                raise ProfileError(
+                    f"school {self.dfes_number}: the {kind} query failed: {_driver_message(exc)}; "
+                    f"check [{kind}].sql in the query profile '{self.profile.profile.name}'"
+                ) from None
+            columns = [str(d[0]).lower() for d in cursor.description or ()]
+            index = {name: i for i, name in enumerate(columns)}
+            mapping: list[tuple[str, int]] = []
+            for field, column in query.columns.items():
+                position = index.get(column.lower())
+                if position is None:
+                    raise ProfileError(
+                        f"school {self.dfes_number}: the {kind} query returned no column '{column}' (for field "
+                        f"'{field}'); it returned: {', '.join(columns) or 'no columns'}. Fix [{kind}.columns] "
+                        f"or the SQL in the query profile '{self.profile.profile.name}'"
+                    )
+                mapping.append((field, position))
+            while True:
+                try:
+                    chunk = cursor.fetchmany(self.fetch_rows)
+                except pyodbc.Error as exc:
+                    raise MisError(
+                        f"school {self.dfes_number}: the connection to the MIS failed while reading "
+                        f"{kind}: {_driver_message(exc)}; nothing was sent, run again when the MIS is back"
+                    ) from None
+                if not chunk:
+                    return
+                for row in chunk:
+                    yield {field: row[position] for field, position in mapping}
+        finally:
+            try:
+                cursor.close()
+            except pyodbc.Error:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except pyodbc.Error:
+            pass

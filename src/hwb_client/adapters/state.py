@@ -1,0 +1,388 @@
+"""Local state per school, in SQLite (WAL): what was acknowledged, the run history, and the outbox.
+
+Durability follows the backup tools: a batch (id, sequence, exact body bytes) is committed to the outbox
+*before* it is sent; the acknowledged digests advance only after a 2xx, in the same transaction that
+clears the batch from the outbox. A crash at any line leaves a state the next run recovers by itself:
+pending batches are re-sent byte-identical first, and the server applies each once.
+
+No personal data is stored in clear: records are kept as digests; a pending batch body (which holds
+names and dates of birth) is encrypted with AES-GCM under a per-school key file beside the database
+(mode 0600), and deleted as soon as the batch is acknowledged. Schema changes are migrations recorded in
+``schema_migrations`` within the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
+from hwb_client.core.model import Kind, Op
+from hwb_client.errors import StateError
+from hwb_client.platform.files import write_secret_file
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE acknowledged (
+        kind TEXT NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL, status TEXT NOT NULL,
+        year_group TEXT, account_id TEXT, updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, key)) WITHOUT ROWID;
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT, outcome TEXT,
+        message TEXT, report TEXT, reported INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE outbox (
+        batch_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, sequence INTEGER NOT NULL,
+        content_encoding TEXT, body BLOB NOT NULL, created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE outbox_ops (
+        batch_id TEXT NOT NULL REFERENCES outbox(batch_id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+        op TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, digest TEXT, year_group TEXT,
+        PRIMARY KEY (batch_id, idx)) WITHOUT ROWID;
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    batch_id: str
+    run_id: str
+    sequence: int
+    body: bytes
+    content_encoding: str | None
+    ops: tuple[tuple[Op, Kind, str, str | None, str | None], ...]  # op, kind, key, digest, year_group
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    message: str | None
+    report: dict[str, Any] | None
+    reported: bool
+
+
+class StateStore:
+    """The state database of one school. Open with ``StateStore.open(state_dir, dfes)``."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, cipher: AESGCM | None) -> None:
+        self.db = connection
+        self.path = path
+        self._cipher = cipher
+
+    # -- opening, migrations, integrity ------------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path, dfes_number: str, *, read_only: bool = False) -> StateStore:
+        path = state_dir / f"{dfes_number}.sqlite3"
+        key_path = state_dir / f"{dfes_number}.outbox.key"
+        try:
+            if read_only:
+                if not path.exists():
+                    connection = sqlite3.connect(":memory:", isolation_level=None)
+                else:
+                    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA temp_store=MEMORY")
+            check = connection.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"school {dfes_number}: the state database {path} is damaged ({exc}); "
+                "it will be set aside and rebuilt from the national manifest on the next run"
+            ) from None
+        if check != "ok":
+            connection.close()
+            raise StateError(f"school {dfes_number}: the state database {path} failed its integrity check")
+        store = cls(connection, path, None)
+        if not read_only:
+            store._migrate()
+            store._cipher = AESGCM(_outbox_key(key_path))
+        elif key_path.exists():
+            store._cipher = AESGCM(key_path.read_bytes())
+        return store
+
+    def _migrate(self) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        done = {row[0] for row in self.db.execute("SELECT version FROM schema_migrations")}
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, _now()))
+
+    @property
+    def schema_version(self) -> int:
+        try:
+            row = self.db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0] or 0)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def is_new(self) -> bool:
+        """True when this school has no state at all (first run, or the database was lost)."""
+        if self.schema_version == 0:
+            return True
+        row = self.db.execute(
+            "SELECT (SELECT count(*) FROM acknowledged) + (SELECT count(*) FROM runs) "
+            "+ (SELECT count(*) FROM outbox)"
+        ).fetchone()
+        return int(row[0]) == 0
+
+    # -- acknowledged records ----------------------------------------------------------------------
+
+    def acknowledged(self) -> dict[Kind, dict[str, Acknowledged]]:
+        index: dict[Kind, dict[str, Acknowledged]] = {kind: {} for kind in Kind}
+        if self.schema_version == 0:
+            return index
+        for kind, key, digest, status, year_group in self.db.execute(
+            "SELECT kind, key, digest, status, year_group FROM acknowledged"
+        ):
+            index[Kind(kind)][key] = Acknowledged(digest, status, year_group)
+        return index
+
+    def account_ids(self, kind: Kind) -> dict[str, str]:
+        return {
+            key: account
+            for key, account in self.db.execute(
+                "SELECT key, account_id FROM acknowledged WHERE kind = ? AND account_id IS NOT NULL", (kind,)
+            )
+        }
+
+    def replace_acknowledged(self, records: Iterable[tuple[Kind, str, str, str, str | None]]) -> int:
+        """Rebuild the acknowledged table (from the national manifest); returns the count."""
+        now = _now()
+        with self.transaction():
+            self.db.execute("DELETE FROM acknowledged")
+            cursor = self.db.executemany(
+                "INSERT INTO acknowledged (kind, key, digest, status, account_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (kind.value, key, digest, status, account, now)
+                    for kind, key, digest, status, account in records
+                ),
+            )
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_at', ?)", (now,))
+            return cursor.rowcount
+
+    # -- outbox ------------------------------------------------------------------------------------
+
+    def _seal(self, batch_id: str, body: bytes) -> bytes:
+        assert self._cipher is not None
+        nonce = os.urandom(12)
+        return nonce + self._cipher.encrypt(nonce, body, batch_id.encode())
+
+    def _open(self, batch_id: str, sealed: bytes) -> bytes:
+        if self._cipher is None:
+            raise StateError(
+                f"the outbox key for {self.path.name} is missing; pending batches cannot be read"
+            )
+        try:
+            return self._cipher.decrypt(sealed[:12], sealed[12:], batch_id.encode())
+        except InvalidTag:
+            raise StateError(
+                f"a pending batch in {self.path.name} cannot be decrypted (outbox key replaced?)"
+            ) from None
+
+    def add_to_outbox(self, batches: Iterable[PendingBatch]) -> None:
+        """Freeze batches before any is sent: one transaction for all of them."""
+        now = _now()
+        with self.transaction():
+            for batch in batches:
+                self.db.execute(
+                    "INSERT INTO outbox (batch_id, run_id, sequence, content_encoding, body, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        batch.batch_id,
+                        batch.run_id,
+                        batch.sequence,
+                        batch.content_encoding,
+                        self._seal(batch.batch_id, batch.body),
+                        now,
+                    ),
+                )
+                self.db.executemany(
+                    "INSERT INTO outbox_ops VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        (batch.batch_id, i, op.value, kind.value, key, digest, year_group)
+                        for i, (op, kind, key, digest, year_group) in enumerate(batch.ops)
+                    ),
+                )
+
+    def pending_batches(self) -> list[PendingBatch]:
+        batches = []
+        for batch_id, run_id, sequence, encoding, sealed in self.db.execute(
+            "SELECT batch_id, run_id, sequence, content_encoding, body FROM outbox ORDER BY created_at, sequence"
+        ).fetchall():
+            ops = tuple(
+                (Op(op), Kind(kind), key, digest, year_group)
+                for op, kind, key, digest, year_group in self.db.execute(
+                    "SELECT op, kind, key, digest, year_group FROM outbox_ops WHERE batch_id = ? ORDER BY idx",
+                    (batch_id,),
+                )
+            )
+            batches.append(
+                PendingBatch(batch_id, run_id, sequence, self._open(batch_id, sealed), encoding, ops)
+            )
+        return batches
+
+    def count_pending(self) -> int:
+        if self.schema_version == 0:
+            return 0
+        return int(self.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def drop_outbox(self) -> int:
+        with self.transaction():
+            return self.db.execute("DELETE FROM outbox").rowcount
+
+    def discard(self, batch_id: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch_id,))
+
+    def note_attempt(self, batch_id: str) -> None:
+        self.db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE batch_id = ?", (batch_id,))
+
+    def acknowledge(self, batch: PendingBatch, results: list[Mapping[str, Any]]) -> Mapping[str, int]:
+        """Advance state for what the server applied or found unchanged, and clear the batch: one
+        transaction. Refused operations leave state as it was (they are tried again next run).
+        Returns the count per result status and refusal reason."""
+        now = _now()
+        tally: dict[str, int] = {}
+        with self.transaction():
+            for (op, kind, key, digest, year_group), result in zip(batch.ops, results, strict=True):
+                status = str(result.get("status"))
+                tally[status] = tally.get(status, 0) + 1
+                if status == "refused":
+                    reason = f"refused:{result.get('reason', 'unknown')}"
+                    tally[reason] = tally.get(reason, 0) + 1
+                    continue
+                if op is Op.REMOVE:
+                    self.db.execute("DELETE FROM acknowledged WHERE kind = ? AND key = ?", (kind.value, key))
+                    continue
+                self.db.execute(
+                    "INSERT INTO acknowledged (kind, key, digest, status, year_group, account_id, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET digest = excluded.digest, "
+                    "status = excluded.status, year_group = excluded.year_group, "
+                    "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
+                    "updated_at = excluded.updated_at",
+                    (
+                        kind.value,
+                        key,
+                        digest,
+                        LEFT if op is Op.LEAVE else ACTIVE,
+                        year_group,
+                        result.get("account_id"),
+                        now,
+                    ),
+                )
+            self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch.batch_id,))
+        return tally
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, started_at: str) -> None:
+        self.db.execute("INSERT INTO runs (run_id, started_at) VALUES (?, ?)", (run_id, started_at))
+
+    def finish_run(self, run_id: str, report: Mapping[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at = ?, outcome = ?, message = ?, report = ? WHERE run_id = ?",
+            (report["finished_at"], report["outcome"], report.get("message"), json.dumps(report), run_id),
+        )
+
+    def mark_reported(self, run_id: str) -> None:
+        self.db.execute("UPDATE runs SET reported = 1 WHERE run_id = ?", (run_id,))
+
+    def unreported_runs(self) -> list[RunRow]:
+        return [r for r in self._runs("WHERE reported = 0 AND report IS NOT NULL ORDER BY started_at")]
+
+    def last_run(self) -> RunRow | None:
+        runs = self._runs("WHERE finished_at IS NOT NULL ORDER BY finished_at DESC, started_at DESC LIMIT 1")
+        return runs[0] if runs else None
+
+    def last_success_at(self) -> str | None:
+        if self.schema_version == 0:
+            return None
+        row = self.db.execute(
+            "SELECT max(finished_at) FROM runs WHERE outcome IN ('success', 'partial')"
+        ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def _runs(self, clause: str) -> list[RunRow]:
+        if self.schema_version == 0:
+            return []
+        rows = self.db.execute(
+            f"SELECT run_id, started_at, finished_at, outcome, message, report, reported FROM runs {clause}"
+        ).fetchall()
+        return [
+            RunRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, bool(r[6])) for r in rows
+        ]
+
+    def interrupted_runs(self) -> list[str]:
+        """Runs that started and never finished (the process died): closed as failed on the next start."""
+        if self.schema_version == 0:
+            return []
+        return [r[0] for r in self.db.execute("SELECT run_id FROM runs WHERE finished_at IS NULL")]
+
+
+def _outbox_key(path: Path) -> bytes:
+    if path.exists():
+        key = path.read_bytes()
+        if len(key) == 32:
+            return key
+    key = AESGCM.generate_key(bit_length=256)
+    write_secret_file(path, key)
+    return key
+
+
+def set_aside(state_dir: Path, dfes_number: str) -> Path | None:
+    """Move a damaged state database out of the way (kept for inspection); return where it went."""
+    path = state_dir / f"{dfes_number}.sqlite3"
+    if not path.exists():
+        return None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    path.replace(target)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.replace(target.with_name(target.name + suffix))
+    return target

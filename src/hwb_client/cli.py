@@ -1,0 +1,320 @@
+"""The command line: argument parsing, exit codes, and turning errors into one clear line. Nothing else.
+
+    hwb-client --run-now [--school DFES] [--dry-run] [--allow-mass-removal]
+    hwb-client enrol --school DFES --code CODE
+    hwb-client status [--school DFES] [--json]
+    hwb-client daemon
+    hwb-client schedule [--next N] [--from DATE]
+    hwb-client check-config
+
+Every command takes ``--config PATH`` (default: the platform's config file, or ``HWB_CONFIG``).
+Exit codes are listed in ``errors.py`` and the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from hwb_client import __version__, logs
+from hwb_client.errors import ConfigError, EnrolmentError, HwbClientError
+from hwb_client.settings import Settings, load_settings
+
+EXIT_OK, EXIT_WARNING, EXIT_USAGE, EXIT_STATUS = 0, 1, 2, 10
+log = structlog.get_logger("hwb_client.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwb-client",
+        description="Hwb provisioning client: reads the school MIS over ODBC and provisions Hwb accounts.",
+        epilog="Exit codes: 0 ok, 1 records held back/refused, 2 usage, 3 configuration, 4 MIS, 5 national API, "
+        "6 blocked by the safety guard, 7 run in progress, 8 local state, 9 enrolment, 10 status unhealthy.",
+    )
+    parser.add_argument("--version", action="version", version=f"hwb-client {__version__}")
+    parser.add_argument(
+        "--config", type=Path, help="configuration file (default: platform path or HWB_CONFIG)"
+    )
+    parser.add_argument("--run-now", action="store_true", help="run now, for every school or --school")
+    parser.add_argument("--school", metavar="DFES", help="only this school (7-digit DfES number)")
+    parser.add_argument("--dry-run", action="store_true", help="with --run-now: print the plan; send nothing")
+    parser.add_argument(
+        "--allow-mass-removal",
+        action="store_true",
+        help="with --run-now: allow this one run past the safety guard (after checking the MIS)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --run-now: wait this long for a run already in progress",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    enrol = sub.add_parser("enrol", help="register this school's signing key with the national API")
+    enrol.add_argument("--school", dest="enrol_school", metavar="DFES", required=True)
+    enrol.add_argument("--code", required=True, help="the one-time enrolment code issued nationally")
+    status = sub.add_parser("status", help="show each school's last run; non-zero exit when unhealthy")
+    status.add_argument("--school", dest="status_school", metavar="DFES")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("daemon", help="run on the academic-calendar schedule until stopped (the service)")
+    schedule = sub.add_parser("schedule", help="print the coming scheduled runs and the rule for each")
+    schedule.add_argument("--next", type=int, default=10, metavar="N")
+    schedule.add_argument("--from", dest="start", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
+    sub.add_parser("check-config", help="check the configuration and query profiles; read and send nothing")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    logs.configure(
+        fmt=settings.client.log_format, level=settings.client.log_level, log_file=settings.client.log_file
+    )
+    return settings
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+        log.warning("stop_requested", signal=signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _print_result(result: Any, out: TextIO) -> None:
+    counts = (
+        ", ".join(
+            f"{kind} " + " ".join(f"{op}={n}" for op, n in sorted(ops.items()))
+            for kind, ops in sorted(result.counts.items())
+        )
+        or "no changes"
+    )
+    out.write(f"{result.dfes_number}: {result.outcome.upper()} - {result.message}\n")
+    out.write(f"  changes: {counts}\n")
+    if result.held_back:
+        reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(result.held_back.items()))
+        out.write(f"  held back: {reasons}\n")
+    if result.refused:
+        out.write(
+            "  refused by Hwb: " + ", ".join(f"{r}={n}" for r, n in sorted(result.refused.items())) + "\n"
+        )
+    for reason in result.guard_reasons:
+        out.write(f"  guard: {reason}\n")
+    if result.dry_run and result.held_back_details:
+        out.write(
+            "  held-back records (this list names people: it is for the school's administrators only,\n"
+            "  and is never logged or sent):\n"
+        )
+        from hwb_client.core.validate import ADVICE, Reason
+
+        for _kind, label, reason in result.held_back_details:
+            out.write(f"    - {label}: {reason} ({ADVICE[Reason(reason)]})\n")
+
+
+def _exit_code(results: Sequence[Any]) -> int:
+    code = EXIT_OK
+    for result in results:
+        if result.outcome in {"failed", "blocked"}:
+            return result.error_code or 5
+        if result.outcome == "partial":
+            code = EXIT_WARNING
+    return code
+
+
+def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.run import run_school
+
+    settings = _load(args)
+    schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
+    stop = _stop_on_signals()
+    results = []
+    for school in schools:
+        if stop.is_set():
+            break
+        if sys.stderr.isatty():
+            sys.stderr.write(f"running {school.dfes_number} {school.name}...\n")
+        result = run_school(
+            settings,
+            school,
+            dry_run=args.dry_run,
+            allow_mass_removal=args.allow_mass_removal,
+            stop=stop,
+            lock_wait_seconds=args.wait,
+        )
+        results.append(result)
+        _print_result(result, out)
+    if stop.is_set():
+        return 143
+    return _exit_code(results)
+
+
+def cmd_enrol(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.adapters.signing import generate_signing_key, key_id_for, load_signing_key, public_key_b64
+    from hwb_client.adapters.transport import NationalApi
+    from hwb_client.errors import ApiError
+
+    settings = _load(args)
+    school = settings.school(args.enrol_school)
+    path = settings.signing_key_path(school)
+    if not path.exists():
+        generate_signing_key(path)
+    key = load_signing_key(path)
+    api = NationalApi(settings.api, signer=None)
+    try:
+        answer = api.enrol(school.dfes_number, args.code.strip(), public_key_b64(key))
+    except ApiError as exc:
+        raise EnrolmentError(f"school {school.dfes_number}: enrolment refused: {exc.message}") from None
+    finally:
+        api.close()
+    expected = key_id_for(school.dfes_number, key.public_key())
+    out.write(f"{school.dfes_number}: enrolled, key id {answer.get('key_id', expected)} (key file {path})\n")
+    return EXIT_OK
+
+
+def school_status(settings: Settings, school: Any, now: dt.datetime) -> dict[str, Any]:
+    from hwb_client.adapters.state import StateStore
+
+    store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
+    try:
+        last = store.last_run()
+        last_success = store.last_success_at()
+        pending = store.count_pending()
+    finally:
+        store.close()
+    entry: dict[str, Any] = {
+        "dfes_number": school.dfes_number,
+        "name": school.name,
+        "last_run": last.report if last else None,
+        "last_success_at": last_success,
+        "pending_batches": pending,
+    }
+    try:
+        from hwb_client.service_commands import schedule_health
+
+        success_at = dt.datetime.fromisoformat(last_success.replace("Z", "+00:00")) if last_success else None
+        entry["schedule"] = schedule_health(settings, success_at, now)
+    except (ImportError, HwbClientError) as exc:
+        entry["schedule"] = {"error": str(exc)}
+    healthy = bool(last and last.outcome in {"success", "partial"}) and not entry["schedule"].get(
+        "overdue", False
+    )
+    entry["healthy"] = healthy
+    return entry
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    settings = _load(args)
+    schools = [settings.school(args.status_school)] if args.status_school else list(settings.schools)
+    now = dt.datetime.now(dt.UTC)
+    entries = [school_status(settings, school, now) for school in schools]
+    if args.json:
+        out.write(json.dumps({"schools": entries}, indent=2, default=str) + "\n")
+    else:
+        for entry in entries:
+            last = entry["last_run"]
+            state = "OK" if entry["healthy"] else "ATTENTION"
+            out.write(f"{entry['dfes_number']} {entry['name']}: {state}\n")
+            if last is None:
+                out.write("  last run: never\n")
+            else:
+                out.write(
+                    f"  last run: {last['finished_at']} {last['outcome']} - {last.get('message', '')}\n"
+                )
+                if last.get("held_back"):
+                    reasons = ", ".join(f"{r}={n}" for r, n in sorted(last["held_back"].items()))
+                    out.write(f"  held back: {reasons}\n")
+            out.write(f"  last success: {entry['last_success_at'] or 'never'}\n")
+            if entry["pending_batches"]:
+                out.write(f"  batches waiting to be resent: {entry['pending_batches']}\n")
+            schedule = entry.get("schedule") or {}
+            if "next_run" in schedule:
+                out.write(
+                    f"  next run: {schedule['next_run']} ({schedule.get('next_rule', '')})"
+                    + (" - OVERDUE" if schedule.get("overdue") else "")
+                    + "\n"
+                )
+    return EXIT_OK if all(e["healthy"] for e in entries) else EXIT_STATUS
+
+
+def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.adapters.odbc_source import load_profile
+
+    settings = _load(args)
+    base = settings.config_path.parent if settings.config_path else None
+    for school in settings.schools:
+        load_profile(school.profile, base_dir=base)
+        school.connection_string()
+    out.write(f"{settings.config_path}: OK ({len(settings.schools)} school(s))\n")
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.service_commands import cmd_daemon as run_daemon_command
+
+    return int(run_daemon_command(_load(args)))
+
+
+def cmd_schedule(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.service_commands import cmd_schedule as schedule_command
+
+    settings = _load(args)
+    start = None
+    if args.start is not None:
+        start = dt.datetime.combine(args.start, dt.time(0, 0))
+    return int(schedule_command(settings, args.next, start))
+
+
+COMMANDS = {
+    "enrol": cmd_enrol,
+    "status": cmd_status,
+    "daemon": cmd_daemon,
+    "schedule": cmd_schedule,
+    "check-config": cmd_check_config,
+}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.run_now:
+            if args.command:
+                parser.error("--run-now runs on its own; do not give a command with it")
+            return cmd_run_now(args, out)
+        if args.command is None:
+            parser.print_help(out)
+            return EXIT_USAGE
+        return int(COMMANDS[args.command](args, out))
+    except HwbClientError as exc:
+        sys.stderr.write(f"hwb-client: error: {exc.message}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # a traceback is a bug: log it, show one line
+        detail = traceback.format_exc()
+        log.error("unexpected_error", traceback=detail)
+        sys.stderr.write("hwb-client: internal error (a bug): see the log for the traceback\n")
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+__all__ = ["ConfigError", "main"]
