@@ -35,7 +35,7 @@ def make_mis(path: Path, learners: int = 3) -> None:
                     "Tŷ Newydd",
                 ),
             )
-        db.execute("INSERT INTO mis_pupil (pupil_id, dfes_number, upn) VALUES (999, '6619999', 'X')")
+        db.execute("INSERT INTO mis_pupil (pupil_id, dfes_number, upn) VALUES (99999, '6619999', 'X')")
         db.execute(
             "INSERT INTO mis_staff (staff_id, dfes_number, staff_code, legal_forename, legal_surname,"
             " start_date) VALUES (1, ?, 'T1', 'Rhodri', 'ap Siôn', '2011-09-01')",
