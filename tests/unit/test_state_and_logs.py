@@ -1,0 +1,99 @@
+"""Local state (outbox, acknowledgement, integrity) and the log redaction step."""
+
+import io
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+import structlog
+
+from hwb_client import logs
+from hwb_client.adapters.state import PendingBatch, StateStore, set_aside
+from hwb_client.core.model import Kind, Op
+from hwb_client.errors import StateError
+
+BODY = "Siân Prydderch 2015-03-04".encode()
+
+
+def batch(batch_id: str = "b1") -> PendingBatch:
+    ops = ((Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:aa", "6"), (Op.REMOVE, Kind.STAFF, "T9", None, None))
+    return PendingBatch(batch_id, "run1", 1, BODY, None, ops)
+
+
+def test_outbox_body_is_stored_encrypted_and_read_back_byte_identical(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path, "6612001")
+    store.add_to_outbox([batch()])
+    assert store.pending_batches()[0].body == BODY
+    store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("6612001.sqlite3*"))
+    assert "Siân".encode() not in raw and b"Prydderch" not in raw
+    assert oct((tmp_path / "6612001.outbox.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_acknowledging_advances_state_for_applied_operations_and_clears_the_batch(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path, "6612001")
+    store.add_to_outbox([batch()])
+    tally = store.acknowledge(
+        store.pending_batches()[0],
+        [{"status": "applied", "account_id": "acc-1"}, {"status": "refused", "reason": "not_found"}],
+    )
+    assert tally == {"applied": 1, "refused": 1, "refused:not_found": 1}
+    assert store.count_pending() == 0
+    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == "sha-256:aa"
+    assert store.account_ids(Kind.LEARNER) == {"k:1": "acc-1"}
+
+
+def test_a_pending_batch_survives_reopening(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path, "6612001")
+    store.add_to_outbox([batch("b1"), batch("b2")])
+    store.close()
+    again = StateStore.open(tmp_path, "6612001")
+    assert [b.batch_id for b in again.pending_batches()] == ["b1", "b2"]
+    assert again.schema_version == 1
+
+
+def test_a_damaged_database_is_detected_and_can_be_set_aside(tmp_path: Path) -> None:
+    StateStore.open(tmp_path, "6612001").close()
+    (tmp_path / "6612001.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="damaged"):
+        StateStore.open(tmp_path, "6612001")
+    moved = set_aside(tmp_path, "6612001")
+    assert moved is not None and moved.exists()
+    assert StateStore.open(tmp_path, "6612001").is_new()
+
+
+def test_read_only_open_of_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    store = StateStore.open(tmp_path, "6612001", read_only=True)
+    assert store.last_run() is None and store.count_pending() == 0
+    assert not (tmp_path / "6612001.sqlite3").exists()
+
+
+def test_redaction_masks_upn_shaped_values_and_personal_keys() -> None:
+    stream = io.StringIO()
+    logs.configure(fmt="json", stream=stream)
+    structlog.get_logger("t").info(
+        "record_held_back",
+        upn="J681234525017",
+        legal_surname="Jones",
+        detail="learner J681234525017 failed",
+        reason="upn_duplicate",
+    )
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["upn"] == "[redacted]" and line["legal_surname"] == "[redacted]"
+    assert "J681234525017" not in stream.getvalue()
+    assert line["reason"] == "upn_duplicate" and line["event"] == "record_held_back"
+    logging.getLogger().handlers.clear()
+
+
+def test_state_database_schema_has_no_column_for_names_or_dates_of_birth(tmp_path: Path) -> None:
+    StateStore.open(tmp_path, "6612001").close()
+    db = sqlite3.connect(tmp_path / "6612001.sqlite3")
+    columns = {
+        row[1]
+        for table in ("acknowledged", "runs", "outbox", "outbox_ops", "meta")
+        for row in db.execute(f"PRAGMA table_info({table})")
+    }
+    db.close()
+    assert not columns & {"upn", "legal_forename", "legal_surname", "date_of_birth", "forename", "surname"}
