@@ -1,0 +1,396 @@
+"""The sandbox national API as a WSGI application (Werkzeug routing, request parsing and responses).
+
+Each handler reads, checks and refuses in the same order: the route and school (404), the body size
+(413), the signature (401), the media type and encoding (415), JSON (400) and the protocol schema (422).
+Every refusal is a problem document; an unexpected exception becomes a ``500`` problem document and is
+logged with its traceback, but no bad input is meant to reach that path (the fuzz tests check it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import quote, urlsplit
+
+import http_sf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from hwb_sandbox import national, openapi, portal
+from hwb_sandbox.problems import PROBLEM_MEDIA_TYPE, Problem
+from hwb_sandbox.schemas import (
+    MAX_OPERATIONS,
+    Batch,
+    EnrolmentRequest,
+    KeyRequest,
+    RunReport,
+)
+from hwb_sandbox.signatures import (
+    BATCH_COMPONENTS,
+    BODY_COMPONENTS,
+    GET_COMPONENTS,
+    SignedRequest,
+    verify_request,
+)
+from hwb_sandbox.store import EnrolmentRefused, SandboxStore, School, public_key_from_b64
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+MAX_DECOMPRESSED_BYTES: Final = 32 * 1024 * 1024
+MAX_REPORTED_ERRORS: Final = 50
+
+log = logging.getLogger("hwb_sandbox")
+
+_M = TypeVar("_M", bound=BaseModel)
+
+URL_MAP: Final = Map(
+    [
+        Rule("/healthz", endpoint="healthz", methods=["GET"]),
+        Rule("/openapi.json", endpoint="openapi", methods=["GET"]),
+        Rule("/portal", endpoint="portal", methods=["GET"]),
+        Rule("/v1/enrolments", endpoint="enrol", methods=["POST"]),
+        Rule("/v1/schools/<dfes>/keys", endpoint="add_key", methods=["POST"]),
+        Rule("/v1/schools/<dfes>/keys/<key_id>", endpoint="retire_key", methods=["DELETE"]),
+        Rule("/v1/schools/<dfes>/batches", endpoint="post_batch", methods=["POST"]),
+        Rule("/v1/schools/<dfes>/run-reports", endpoint="post_run_report", methods=["POST"]),
+        Rule("/v1/schools/<dfes>/status", endpoint="status", methods=["GET"]),
+        Rule("/v1/schools/<dfes>/manifest", endpoint="manifest", methods=["GET"]),
+    ],
+    strict_slashes=False,
+    merge_slashes=False,
+)
+
+
+def log_event(event: str, level: int = logging.INFO, **fields: object) -> None:
+    """Log a stable snake_case event with key=value context (never names, dates of birth or UPNs)."""
+    context = " ".join(f"{key}={value}" for key, value in fields.items())
+    log.log(level, "%s %s", event, context)
+
+
+def json_response(value: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    body = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return Response(body, status=status, headers=dict(headers or {}), content_type="application/json")
+
+
+def problem_response(problem: Problem) -> Response:
+    return Response(
+        problem.body_bytes(), status=problem.status, headers=problem.headers, content_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def target_uri(environ: Mapping[str, Any], public_url: str | None) -> str:
+    """The absolute URI the client signed: the public base (or scheme and Host) + the request target."""
+    request_uri = str(environ.get("REQUEST_URI") or "")
+    if not request_uri:
+        request_uri = quote(str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")))
+        if environ.get("QUERY_STRING"):
+            request_uri += "?" + str(environ["QUERY_STRING"])
+    if request_uri.startswith(("http://", "https://")):  # absolute-form request target
+        parts = urlsplit(request_uri)
+        if public_url is None:
+            return request_uri
+        request_uri = parts.path + (f"?{parts.query}" if parts.query else "")
+    if public_url is not None:
+        return public_url.rstrip("/") + request_uri
+    host = (
+        environ.get("HTTP_HOST")
+        or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    )
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{request_uri}"
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a UTF-8 JSON body strictly: no duplicate keys, NaN, lone surrogates or absurd nesting (400)."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            raise ValueError("duplicate key in a JSON object")
+        return result
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not allowed")
+
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        national.canonical_json(value)  # refuses strings that cannot be encoded as UTF-8
+    except (UnicodeError, ValueError, RecursionError) as exc:
+        raise Problem("body-malformed", f"the body is not valid UTF-8 JSON: {exc}") from exc
+    return value
+
+
+def validate(model: type[_M], value: Any) -> _M:
+    """Validate a parsed body against a protocol model; 422 listing where and what is wrong."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        errors = [
+            {"loc": "/".join(str(part) for part in error["loc"]), "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise Problem(
+            "validation-failed",
+            f"{exc.error_count()} field(s) do not match the protocol",
+            errors=errors[:MAX_REPORTED_ERRORS],
+        ) from exc
+
+
+def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body bytes as sent, at most ``limit`` (413 beyond)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem("body-too-large", f"the body is {request.content_length} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream
+    while True:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise Problem("body-too-large", f"the body exceeds the limit of {limit} bytes")
+    return b"".join(chunks)
+
+
+def decode_content(request: Request, body: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """Check the media type (JSON, UTF-8) and undo ``Content-Encoding: gzip`` up to ``limit`` bytes."""
+    if request.mimetype != "application/json":
+        raise Problem("unsupported-media-type", "the body must be Content-Type: application/json")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise Problem("unsupported-media-type", "the body must be UTF-8")
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding != "gzip":
+        raise Problem("unsupported-media-type", "the only content encoding accepted is gzip")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise Problem("body-malformed", f"the gzip body cannot be decompressed: {exc}") from exc
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise Problem("body-too-large", f"the body exceeds {limit} bytes after decompression")
+    if not inflater.eof or inflater.unused_data:
+        raise Problem("body-malformed", "the gzip body is truncated or has trailing data")
+    return data
+
+
+def idempotency_key(request: Request) -> str:
+    """The batch id from ``Idempotency-Key: "UUID"`` (a structured-field string); 400 if absent or not."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        raise Problem("idempotency-key-missing", 'a batch post needs an Idempotency-Key: "BATCH_ID" header')
+    try:
+        parsed = http_sf.parse(raw.encode("ascii"), tltype="item")
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        raise Problem(
+            "idempotency-key-missing", "Idempotency-Key must be a quoted structured-field string"
+        ) from exc
+    value = parsed[0] if isinstance(parsed, tuple) else None
+    if not isinstance(value, str) or not value:
+        raise Problem("idempotency-key-missing", "Idempotency-Key must be a quoted structured-field string")
+    return value
+
+
+Handler = Callable[..., Response]
+
+
+class SandboxApp:
+    """The WSGI application. ``public_url`` is the scheme and authority clients sign, if behind a proxy."""
+
+    def __init__(self, store: SandboxStore, *, public_url: str | None = None) -> None:
+        self.store = store
+        self.public_url = public_url
+        self._openapi_bytes = json.dumps(openapi.document(), ensure_ascii=False, indent=2).encode("utf-8")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        request = Request(environ)
+        endpoint = "unmatched"
+        try:
+            adapter = URL_MAP.bind_to_environ(environ)
+            endpoint, args = adapter.match()
+            handler: Handler = getattr(self, f"on_{endpoint}")
+            response = handler(request, **args)
+        except Problem as problem:
+            response = problem_response(problem)
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or ()))
+            response = problem_response(
+                Problem("method-not-allowed", f"allowed: {allowed}", headers={"Allow": allowed})
+            )
+        except NotFound:
+            response = problem_response(Problem("not-found", "no such resource in protocol v1"))
+        except HTTPException as exc:  # a redirect or another routing answer Werkzeug builds itself
+            response = exc.get_response(environ)
+        except Exception:
+            log.exception("request_failed endpoint=%s", endpoint)
+            response = problem_response(Problem("internal-error", "the sandbox failed; see its log"))
+        log_event(
+            "request_handled",
+            method=request.method,
+            endpoint=endpoint,
+            status=response.status_code,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return response(environ, start_response)
+
+    # -- shared steps ----------------------------------------------------------------------------------------
+
+    def _school(self, dfes: str) -> School:
+        school = self.store.school(dfes)
+        if school is None:
+            raise Problem("school-unknown", f"no school {dfes!r} is registered; ask for an enrolment code")
+        return school
+
+    def _verified(self, request: Request, dfes: str, components: tuple[str, ...]) -> tuple[str, bytes]:
+        """Read the body, verify the signature over it; return (key id, body as sent)."""
+        body = read_body(request)
+        signed = SignedRequest.build(
+            request.method, target_uri(request.environ, self.public_url), request.headers.items(), body
+        )
+        key_id = verify_request(self.store, dfes, signed, components)
+        return key_id, body
+
+    # -- public documents ------------------------------------------------------------------------------------
+
+    def on_healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    def on_openapi(self, request: Request) -> Response:
+        return Response(self._openapi_bytes, content_type="application/json")
+
+    def on_portal(self, request: Request) -> Response:
+        return Response(portal.render(self.store), content_type="text/html; charset=utf-8")
+
+    # -- enrolment and keys ----------------------------------------------------------------------------------
+
+    def on_enrol(self, request: Request) -> Response:
+        body = read_body(request)
+        enrolment = validate(EnrolmentRequest, parse_json(decode_content(request, body)))
+        public_key = _public_key(enrolment.public_key)
+        try:
+            school, key_id = self.store.enrol(enrolment.dfes_number, enrolment.enrolment_code, public_key)
+        except EnrolmentRefused as exc:
+            log_event("enrolment_refused", dfes=enrolment.dfes_number)
+            raise Problem("enrolment-code-invalid", str(exc)) from exc
+        log_event("school_enrolled", dfes=school.dfes_number, key_id=key_id)
+        return json_response(
+            {"dfes_number": school.dfes_number, "key_id": key_id, "school_name": school.name}, status=201
+        )
+
+    def on_add_key(self, request: Request, dfes: str) -> Response:
+        self._school(dfes)
+        signer, body = self._verified(request, dfes, BODY_COMPONENTS)
+        key_request = validate(KeyRequest, parse_json(decode_content(request, body)))
+        try:
+            key_id = self.store.add_key(dfes, _public_key(key_request.public_key))
+        except EnrolmentRefused as exc:
+            raise Problem("validation-failed", str(exc)) from exc
+        log_event("key_added", dfes=dfes, key_id=key_id, signed_by=signer)
+        return json_response({"key_id": key_id}, status=201)
+
+    def on_retire_key(self, request: Request, dfes: str, key_id: str) -> Response:
+        self._school(dfes)
+        signer, _body = self._verified(request, dfes, GET_COMPONENTS)
+        key = self.store.key(key_id)
+        if key is None or key.dfes_number != dfes:
+            raise Problem("not-found", f"school {dfes} has no key {key_id!r}")
+        if not key.retired and self.store.active_keys(dfes) == [key_id]:
+            raise Problem(
+                "validation-failed",
+                "this is the school's only current key; add another key before retiring it",
+            )
+        self.store.retire_key(key_id)
+        log_event("key_retired", dfes=dfes, key_id=key_id, signed_by=signer)
+        return Response(status=204)
+
+    # -- batches and run reports -----------------------------------------------------------------------------
+
+    def on_post_batch(self, request: Request, dfes: str) -> Response:
+        self._school(dfes)
+        batch_key = idempotency_key(request)
+        _signer, body = self._verified(request, dfes, BATCH_COMPONENTS)
+        value = parse_json(decode_content(request, body))
+        if isinstance(value, dict):
+            if "batch_id" in value and value["batch_id"] != batch_key:
+                raise Problem(
+                    "idempotency-key-mismatch", "the body's batch_id differs from the Idempotency-Key"
+                )
+            operations = value.get("operations")
+            if isinstance(operations, list) and len(operations) > MAX_OPERATIONS:
+                raise Problem(
+                    "body-too-large", f"{len(operations)} operations; the limit is {MAX_OPERATIONS}"
+                )
+        batch = validate(Batch, value)
+        fingerprint = hashlib.sha256(national.canonical_json(value)).hexdigest()
+        try:
+            answer = national.apply_batch(self.store, dfes, batch, fingerprint)
+        except national.IdempotencyKeyReused as exc:
+            log_event("batch_id_reused", level=logging.WARNING, dfes=dfes, batch_id=batch.batch_id)
+            raise Problem(
+                "idempotency-key-reused", "this batch_id was already applied with a different body"
+            ) from exc
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        log_event(
+            "batch_replayed" if answer.replayed else "batch_applied",
+            dfes=dfes,
+            batch_id=batch.batch_id,
+            run_id=batch.run_id,
+            batch_seq=batch.sequence,
+            operations=len(batch.operations),
+        )
+        return Response(answer.body, status=200, headers=headers, content_type="application/json")
+
+    def on_post_run_report(self, request: Request, dfes: str) -> Response:
+        self._school(dfes)
+        _signer, body = self._verified(request, dfes, BODY_COMPONENTS)
+        report = validate(RunReport, parse_json(decode_content(request, body)))
+        created, received_at = self.store.record_run_report(dfes, report.model_dump(mode="json"))
+        log_event("run_report_received", dfes=dfes, run_id=report.run_id, outcome=report.outcome, new=created)
+        return json_response(
+            {"run_id": report.run_id, "received_at": received_at}, status=201 if created else 200
+        )
+
+    # -- reads -----------------------------------------------------------------------------------------------
+
+    def on_status(self, request: Request, dfes: str) -> Response:
+        school = self._school(dfes)
+        self._verified(request, dfes, GET_COMPONENTS)
+        return json_response(
+            {
+                "dfes_number": school.dfes_number,
+                "school_name": school.name,
+                "last_run": self.store.last_run(dfes),
+                "last_success_at": self.store.last_success_at(dfes),
+            }
+        )
+
+    def on_manifest(self, request: Request, dfes: str) -> Response:
+        school = self._school(dfes)
+        self._verified(request, dfes, GET_COMPONENTS)
+        return json_response({"dfes_number": school.dfes_number, "records": self.store.manifest(dfes)})
+
+
+def _public_key(value: str) -> bytes:
+    """Raw Ed25519 public key bytes from the protocol's base64; 422 when it is not a usable key."""
+    try:
+        raw = public_key_from_b64(value)
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise Problem(
+            "validation-failed", "public_key must be the base64 of a raw 32-byte Ed25519 public key"
+        ) from exc
+    return raw

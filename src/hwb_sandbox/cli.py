@@ -1,0 +1,159 @@
+"""``hwb-sandbox``: run the sandbox national API and look after its schools from the command line.
+
+Commands: ``serve``, ``issue-code``, ``schools``, ``accounts``, ``openapi``. Exit codes: 0 ok, 2 usage,
+3 bad argument value (for example a DfES number that is not Welsh), 4 school unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hwb_sandbox import openapi
+from hwb_sandbox.schemas import DFES_PATTERN
+from hwb_sandbox.server import configure_logging, serve
+from hwb_sandbox.store import DEFAULT_CODE_VALID_DAYS, SandboxStore
+
+EXIT_OK = 0
+EXIT_BAD_VALUE = 3
+EXIT_SCHOOL_UNKNOWN = 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwb-sandbox", description="Sandbox Hwb national API (protocol v1)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="serve the API over HTTP until SIGTERM or Ctrl-C")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one")
+    serve_cmd.add_argument("--db", type=Path, required=True, help="SQLite database file (created if missing)")
+    serve_cmd.add_argument("--threads", type=int, default=4, help="worker threads (default 4)")
+    serve_cmd.add_argument(
+        "--public-url",
+        help="scheme://host[:port] clients use when a proxy sits in front (signatures cover the URL)",
+    )
+    serve_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    issue = commands.add_parser(
+        "issue-code", help="register a school if new and print a one-time enrolment code"
+    )
+    issue.add_argument("--db", type=Path, required=True)
+    issue.add_argument("--dfes", required=True, help="the school's 7-digit DfES number")
+    issue.add_argument("--name", help="the school's name (sets or renames it)")
+    issue.add_argument(
+        "--valid-days", type=float, default=DEFAULT_CODE_VALID_DAYS, help="code lifetime in days"
+    )
+
+    schools = commands.add_parser("schools", help="list schools with their last run")
+    schools.add_argument("--db", type=Path, required=True)
+    schools.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    accounts = commands.add_parser(
+        "accounts", help="list a school's learner and staff accounts (keys, no names)"
+    )
+    accounts.add_argument("--db", type=Path, required=True)
+    accounts.add_argument("--dfes", required=True)
+    accounts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    commands.add_parser("openapi", help="print the OpenAPI 3.1 document (the copy in docs/openapi.json)")
+    return parser
+
+
+def _valid_dfes(dfes: str) -> bool:
+    return re.fullmatch(DFES_PATTERN, dfes) is not None
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"hwb-sandbox: {text}\n")
+
+
+def _issue_code(args: argparse.Namespace) -> int:
+    if not _valid_dfes(args.dfes):
+        _err(f"{args.dfes!r} is not a Welsh DfES number (7 digits, LA 660-681)")
+        return EXIT_BAD_VALUE
+    store = SandboxStore(args.db)
+    try:
+        code = store.issue_code(args.dfes, args.name, valid_days=args.valid_days)
+    finally:
+        store.close()
+    _out(code)
+    return EXIT_OK
+
+
+def _schools(args: argparse.Namespace) -> int:
+    store = SandboxStore(args.db)
+    try:
+        rows: list[dict[str, Any]] = []
+        for school in store.schools():
+            run = store.last_run(school.dfes_number)
+            rows.append(
+                {
+                    "dfes_number": school.dfes_number,
+                    "school_name": school.name,
+                    "last_run_finished_at": run["finished_at"] if run else None,
+                    "last_run_outcome": run["outcome"] if run else None,
+                    "last_success_at": store.last_success_at(school.dfes_number),
+                    "records": store.record_counts(school.dfes_number),
+                    "active_keys": store.active_keys(school.dfes_number),
+                }
+            )
+    finally:
+        store.close()
+    if args.json:
+        _out(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for row in rows:
+        _out(
+            f"{row['dfes_number']}  {row['school_name']}  last run: {row['last_run_finished_at'] or 'never'}"
+            f" ({row['last_run_outcome'] or '-'})  last success: {row['last_success_at'] or 'never'}"
+            f"  keys: {len(row['active_keys'])}"
+        )
+    return EXIT_OK
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    store = SandboxStore(args.db)
+    try:
+        if store.school(args.dfes) is None:
+            _err(f"no school {args.dfes} in {args.db}")
+            return EXIT_SCHOOL_UNKNOWN
+        rows = store.accounts(args.dfes)
+    finally:
+        store.close()
+    if args.json:
+        _out(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for row in rows:
+        active = "active" if row["account_active"] else "inactive"
+        _out(
+            f"{row['kind']:<8} {row['account_id']}  {active:<8} at school: {row['status_at_school']:<7}"
+            f" leaving: {row['leaving_date'] or '-'}  {row['key']}"
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        configure_logging(args.log_level)
+        return serve(
+            args.db, host=args.host, port=args.port, threads=args.threads, public_url=args.public_url
+        )
+    if args.command == "issue-code":
+        return _issue_code(args)
+    if args.command == "schools":
+        return _schools(args)
+    if args.command == "accounts":
+        return _accounts(args)
+    _out(json.dumps(openapi.document(), ensure_ascii=False, indent=2))
+    return EXIT_OK

@@ -1,0 +1,290 @@
+"""National accounts: how the sandbox applies a school's batch, exactly once.
+
+A learner is one account nationally, found by ``upn_hash``; a school's upsert links it, a leave or remove
+unlinks it, and an account linked to no school is inactive until an upsert anywhere reactivates it with
+the same ``account_id`` (the Year 6 -> Year 7 move). A staff account belongs to one school and staff code.
+The batch and its idempotency record are written in one transaction (``apply_batch``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from hwb_sandbox.schemas import Batch
+from hwb_sandbox.store import SandboxStore
+
+_KEY_FIELD: Final[Mapping[str, str]] = {"learner": "upn_hash", "staff": "staff_code", "group": "group_id"}
+
+
+def canonical_json(value: object) -> bytes:
+    """The protocol's canonical JSON: sorted keys, ``,``/``:`` separators, UTF-8 (no ``\\u`` escapes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def record_digest(record: Mapping[str, object]) -> str:
+    """``sha-256:`` + hex SHA-256 of the record's canonical JSON, as the client computes it."""
+    return "sha-256:" + hashlib.sha256(canonical_json(record)).hexdigest()
+
+
+def record_key(kind: str, record: Mapping[str, Any]) -> str | None:
+    """The key the protocol derives from a record, or None when its key field is null."""
+    if kind == "membership":
+        return f"{record['group_id']}/{record['member_kind']}/{record['member_key']}"
+    value = record[_KEY_FIELD[kind]]
+    return None if value is None else str(value)
+
+
+def new_account_id() -> str:
+    return "acc-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one operation, before it is numbered."""
+
+    status: str
+    account_id: str | None = None
+    reason: str | None = None
+
+    def to_wire(self, index: int) -> dict[str, object]:
+        body: dict[str, object] = {"index": index, "status": self.status}
+        if self.account_id is not None:
+            body["account_id"] = self.account_id
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return body
+
+
+def _refused(reason: str) -> Outcome:
+    return Outcome("refused", reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """What a batch post answers: the stored JSON body and whether it is a replay."""
+
+    body: bytes
+    replayed: bool
+
+
+class IdempotencyKeyReused(Exception):
+    """The batch id was used before with a different body."""
+
+
+def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_fingerprint: str) -> BatchAnswer:
+    """Apply ``batch`` for the school once; the same batch again returns the stored first answer.
+
+    ``body_fingerprint`` identifies the body (SHA-256 of its canonical JSON): the same ``batch_id`` with a
+    different fingerprint raises ``IdempotencyKeyReused`` and changes nothing.
+    """
+    with store.transaction() as conn:
+        row = conn.execute(
+            "SELECT body_sha256, response_json FROM batches WHERE dfes_number = ? AND batch_id = ?",
+            (dfes_number, batch.batch_id),
+        ).fetchone()
+        if row is not None:
+            if row["body_sha256"] != body_fingerprint:
+                raise IdempotencyKeyReused(batch.batch_id)
+            return BatchAnswer(row["response_json"].encode("utf-8"), replayed=True)
+        school = _SchoolLedger(conn, dfes_number, store.now(), batch.upn_key_id)
+        outcomes = [school.apply(op.model_dump(mode="json")) for op in batch.operations]
+        response = {
+            "batch_id": batch.batch_id,
+            "applied": sum(o.status == "applied" for o in outcomes),
+            "unchanged": sum(o.status == "unchanged" for o in outcomes),
+            "refused": sum(o.status == "refused" for o in outcomes),
+            "results": [o.to_wire(i) for i, o in enumerate(outcomes)],
+        }
+        text = json.dumps(response, ensure_ascii=False)
+        conn.execute(
+            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (dfes_number, batch.batch_id, batch.run_id, batch.sequence, body_fingerprint, text, store.now()),
+        )
+    return BatchAnswer(text.encode("utf-8"), replayed=False)
+
+
+class _SchoolLedger:
+    """Applies operations for one school inside an open transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, dfes_number: str, now: str, upn_key_id: str) -> None:
+        self.conn = conn
+        self.dfes_number = dfes_number
+        self.now = now
+        self.upn_key_id = upn_key_id
+
+    def apply(self, operation: dict[str, Any]) -> Outcome:
+        kind: str = operation["kind"]
+        op: str = operation["op"]
+        key: str = operation["key"]
+        record: dict[str, Any] | None = operation.get("record")
+        if op != "remove" and record is not None:
+            if kind == "staff" and record["staff_code"] is None:
+                return _refused("staff_code_missing")
+            if record_key(kind, record) != key:
+                return _refused("key_mismatch")
+            if kind == "learner" and key.split(":", 1)[0] != self.upn_key_id:
+                return _refused("upn_key_unknown")
+        if op == "remove":
+            return self._remove(kind, key)
+        assert record is not None  # enforced by the schema
+        if kind == "learner":
+            return self._learner(op, key, record)
+        if kind == "staff":
+            return self._staff(op, key, record)
+        if kind == "membership":
+            return self._membership(key, record)
+        return self._upsert_record("group", key, record, status="active", account_id=None)
+
+    # -- generic record rows ---------------------------------------------------------------------------------
+
+    def _row(self, kind: str, key: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM school_records WHERE dfes_number = ? AND kind = ? AND record_key = ?",
+            (self.dfes_number, kind, key),
+        ).fetchone()
+        return row
+
+    def _upsert_record(
+        self, kind: str, key: str, record: dict[str, Any], *, status: str, account_id: str | None
+    ) -> Outcome:
+        digest = record_digest(record)
+        row = self._row(kind, key)
+        if row is not None and row["status"] == status and row["digest"] == digest:
+            return Outcome("unchanged", account_id=account_id)
+        self.conn.execute(
+            "INSERT INTO school_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (dfes_number, kind, record_key) DO UPDATE SET record_json = excluded.record_json,"
+            " digest = excluded.digest, status = excluded.status, account_id = excluded.account_id,"
+            " leaving_date = excluded.leaving_date, updated_at = excluded.updated_at",
+            (
+                self.dfes_number,
+                kind,
+                key,
+                json.dumps(record, ensure_ascii=False),
+                digest,
+                status,
+                account_id,
+                record.get("leaving_date"),
+                self.now,
+            ),
+        )
+        return Outcome("applied", account_id=account_id)
+
+    def _remove(self, kind: str, key: str) -> Outcome:
+        row = self._row(kind, key)
+        if row is None:
+            return _refused("not_found")
+        account_id = row["account_id"]
+        if row["status"] == "removed":
+            return Outcome("unchanged", account_id=account_id)
+        self.conn.execute(
+            "UPDATE school_records SET status = 'removed', updated_at = ?"
+            " WHERE dfes_number = ? AND kind = ? AND record_key = ?",
+            (self.now, self.dfes_number, kind, key),
+        )
+        if kind == "learner":
+            self._refresh_learner_account(account_id)
+        elif kind == "staff":
+            self._set_staff_active(account_id, active=False)
+        elif kind == "group":
+            self.conn.execute(
+                "UPDATE school_records SET status = 'removed', updated_at = ?"
+                " WHERE dfes_number = ? AND kind = 'membership' AND record_key LIKE ? ESCAPE '\\'"
+                " AND status != 'removed'",
+                (self.now, self.dfes_number, _like_prefix(key + "/")),
+            )
+        return Outcome("applied", account_id=account_id)
+
+    # -- learners --------------------------------------------------------------------------------------------
+
+    def _learner(self, op: str, upn_hash: str, record: dict[str, Any]) -> Outcome:
+        if op == "leave":
+            row = self._row("learner", upn_hash)
+            if row is None or row["status"] == "removed":
+                return _refused("not_found")
+            outcome = self._upsert_record(
+                "learner", upn_hash, record, status="left", account_id=row["account_id"]
+            )
+            self._refresh_learner_account(row["account_id"])
+            return outcome
+        account = self.conn.execute(
+            "SELECT account_id FROM learner_accounts WHERE upn_hash = ?", (upn_hash,)
+        ).fetchone()
+        if account is None:
+            account_id = new_account_id()
+            self.conn.execute(
+                "INSERT INTO learner_accounts VALUES (?, ?, 1, ?, ?)",
+                (account_id, upn_hash, self.now, self.now),
+            )
+        else:
+            account_id = account["account_id"]
+        outcome = self._upsert_record("learner", upn_hash, record, status="active", account_id=account_id)
+        self._refresh_learner_account(account_id)
+        return outcome
+
+    def _refresh_learner_account(self, account_id: str) -> None:
+        """Active exactly when some school holds the learner as an active record."""
+        self.conn.execute(
+            "UPDATE learner_accounts SET active = EXISTS (SELECT 1 FROM school_records"
+            " WHERE kind = 'learner' AND account_id = ? AND status = 'active'), updated_at = ?"
+            " WHERE account_id = ?",
+            (account_id, self.now, account_id),
+        )
+
+    # -- staff -----------------------------------------------------------------------------------------------
+
+    def _staff(self, op: str, staff_code: str, record: dict[str, Any]) -> Outcome:
+        if record["start_date"] is None:
+            return _refused("staff_start_date_missing")
+        account = self.conn.execute(
+            "SELECT account_id FROM staff_accounts WHERE dfes_number = ? AND staff_code = ?",
+            (self.dfes_number, staff_code),
+        ).fetchone()
+        if op == "leave":
+            row = self._row("staff", staff_code)
+            if account is None or row is None or row["status"] == "removed":
+                return _refused("not_found")
+            outcome = self._upsert_record(
+                "staff", staff_code, record, status="left", account_id=account["account_id"]
+            )
+            self._set_staff_active(account["account_id"], active=False)
+            return outcome
+        if account is None:
+            account_id = new_account_id()
+            self.conn.execute(
+                "INSERT INTO staff_accounts VALUES (?, ?, ?, 1, ?, ?)",
+                (account_id, self.dfes_number, staff_code, self.now, self.now),
+            )
+        else:
+            account_id = account["account_id"]
+        outcome = self._upsert_record("staff", staff_code, record, status="active", account_id=account_id)
+        self._set_staff_active(account_id, active=True)
+        return outcome
+
+    def _set_staff_active(self, account_id: str, *, active: bool) -> None:
+        self.conn.execute(
+            "UPDATE staff_accounts SET active = ?, updated_at = ? WHERE account_id = ?",
+            (int(active), self.now, account_id),
+        )
+
+    # -- memberships -----------------------------------------------------------------------------------------
+
+    def _membership(self, key: str, record: dict[str, Any]) -> Outcome:
+        group = self._row("group", record["group_id"])
+        if group is None or group["status"] != "active":
+            return _refused("unknown_group")
+        member = self._row(record["member_kind"], record["member_key"])
+        if member is None or member["status"] != "active":
+            return _refused("unknown_member")
+        return self._upsert_record("membership", key, record, status="active", account_id=None)
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"

@@ -1,0 +1,272 @@
+"""The protocol's bodies as pydantic models: they validate requests and generate ``/openapi.json``.
+
+Every model forbids unknown fields (422) and validates strictly (no coercion of ``1`` into ``"1"``), so
+what the sandbox stores and digests is exactly what the client sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+DFES_PATTERN = r"^(66[0-9]|67[0-9]|68[01])[0-9]{4}$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+KEY_ID_PATTERN = r"^[A-Za-z0-9._-]{1,32}$"
+UPN_HASH_PATTERN = r"^[A-Za-z0-9._-]{1,32}:[0-9a-f]{64}$"
+STAFF_CODE_PATTERN = r"^[A-Za-z0-9._-]{1,16}$"
+GROUP_ID_PATTERN = r"^[^/]{1,64}$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{43}=$"
+
+MAX_OPERATIONS = 5000
+
+
+def _real_date(value: str) -> str:
+    dt.date.fromisoformat(value)  # raises ValueError for 2026-02-30
+    return value
+
+
+def _real_timestamp(value: str) -> str:
+    dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
+
+
+def _academic_year(value: str) -> str:
+    first, second = value.split("/")
+    if (int(first) + 1) % 100 != int(second):
+        raise ValueError("academic_year must be two consecutive years, for example 2026/27")
+    return value
+
+
+IsoDate = Annotated[str, Field(pattern=DATE_PATTERN), AfterValidator(_real_date)]
+Timestamp = Annotated[str, Field(pattern=TIMESTAMP_PATTERN), AfterValidator(_real_timestamp)]
+Uuid = Annotated[str, Field(pattern=UUID_PATTERN)]
+UpnHash = Annotated[str, Field(pattern=UPN_HASH_PATTERN)]
+StaffCode = Annotated[str, Field(pattern=STAFF_CODE_PATTERN)]
+GroupId = Annotated[str, Field(pattern=GROUP_ID_PATTERN)]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+RecordKeyText = Annotated[str, Field(min_length=1, max_length=200)]
+Count = Annotated[int, Field(ge=0, le=10_000_000)]
+YearGroup = Literal[
+    "N1", "N2", "R", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14"
+]
+DfesNumber = Annotated[str, Field(pattern=DFES_PATTERN)]
+PublicKeyB64 = Annotated[
+    str,
+    Field(pattern=PUBLIC_KEY_PATTERN, description="standard base64 of the raw 32-byte Ed25519 public key"),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Records
+
+
+class LearnerRecord(_Model):
+    upn_hash: UpnHash
+    legal_forename: Name
+    legal_surname: Name
+    date_of_birth: IsoDate
+    year_group: YearGroup | None
+    registration_group: GroupId | None
+    leaving_date: IsoDate | None
+
+
+class StaffRecord(_Model):
+    staff_code: StaffCode | None = Field(description="null is refused per operation: staff_code_missing")
+    legal_forename: Name
+    legal_surname: Name
+    start_date: IsoDate | None = Field(description="null is refused per operation: staff_start_date_missing")
+    leaving_date: IsoDate | None
+
+
+class GroupRecord(_Model):
+    group_id: GroupId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    group_type: Literal["registration", "teaching"]
+    year_group: YearGroup | None
+
+
+class MembershipRecord(_Model):
+    group_id: GroupId
+    member_kind: Literal["learner", "staff"]
+    member_key: Annotated[str, Field(pattern=f"^(?:{UPN_HASH_PATTERN[1:-1]}|{STAFF_CODE_PATTERN[1:-1]})$")]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Operations and batches
+
+
+class _OperationBase(_Model):
+    key: RecordKeyText
+
+    @model_validator(mode="after")
+    def _record_present_unless_remove(self) -> _OperationBase:
+        op = getattr(self, "op", None)
+        if op != "remove" and getattr(self, "record", None) is None:
+            raise ValueError(f"an {op} operation must carry its record")
+        return self
+
+
+class LearnerOperation(_OperationBase):
+    op: Literal["upsert", "leave", "remove"]
+    kind: Literal["learner"]
+    record: LearnerRecord | None = None
+
+
+class StaffOperation(_OperationBase):
+    op: Literal["upsert", "leave", "remove"]
+    kind: Literal["staff"]
+    record: StaffRecord | None = None
+
+
+class GroupOperation(_OperationBase):
+    op: Literal["upsert", "remove"]
+    kind: Literal["group"]
+    record: GroupRecord | None = None
+
+
+class MembershipOperation(_OperationBase):
+    op: Literal["upsert", "remove"]
+    kind: Literal["membership"]
+    record: MembershipRecord | None = None
+
+
+Operation = Annotated[
+    LearnerOperation | StaffOperation | GroupOperation | MembershipOperation, Field(discriminator="kind")
+]
+
+
+class Batch(_Model):
+    """One batch of operations for one school; ``batch_id`` equals the Idempotency-Key header."""
+
+    batch_id: Uuid
+    run_id: Uuid
+    sequence: Annotated[int, Field(ge=1, le=1_000_000)]
+    academic_year: Annotated[str, Field(pattern=r"^[0-9]{4}/[0-9]{2}$"), AfterValidator(_academic_year)]
+    upn_key_id: Annotated[str, Field(pattern=KEY_ID_PATTERN)]
+    operations: Annotated[list[Operation], Field(max_length=MAX_OPERATIONS)]
+
+
+class OperationResult(_Model):
+    index: int
+    status: Literal["applied", "unchanged", "refused"]
+    account_id: str | None = None
+    reason: (
+        Literal[
+            "staff_start_date_missing",
+            "staff_code_missing",
+            "unknown_group",
+            "unknown_member",
+            "key_mismatch",
+            "not_found",
+            "upn_key_unknown",
+        ]
+        | None
+    ) = None
+
+
+class BatchResult(_Model):
+    batch_id: str
+    applied: int
+    unchanged: int
+    refused: int
+    results: list[OperationResult]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Enrolment and keys
+
+
+class EnrolmentRequest(_Model):
+    dfes_number: DfesNumber
+    enrolment_code: Annotated[str, Field(min_length=1, max_length=64)]
+    public_key: PublicKeyB64
+
+
+class EnrolmentResponse(_Model):
+    dfes_number: str
+    key_id: str
+    school_name: str
+
+
+class KeyRequest(_Model):
+    public_key: PublicKeyB64
+
+
+class KeyResponse(_Model):
+    key_id: str
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Run reports, status, manifest
+
+
+Kind = Literal["learner", "staff", "group", "membership"]
+Op = Literal["upsert", "leave", "remove"]
+ReasonCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class RunReport(_Model):
+    run_id: Uuid
+    outcome: Literal["success", "partial", "failed", "blocked"]
+    started_at: Timestamp
+    finished_at: Timestamp
+    client_version: Annotated[str, Field(min_length=1, max_length=64)]
+    counts: dict[Kind, dict[Op, Count]] = Field(default_factory=dict)
+    held_back: Annotated[dict[ReasonCode, Count], Field(max_length=64)] = Field(default_factory=dict)
+    batches: Count = 0
+    message: Annotated[str, Field(max_length=500)] = ""
+
+
+class RunReportAck(_Model):
+    run_id: str
+    received_at: str
+
+
+class StoredRunReport(RunReport):
+    received_at: str
+
+
+class Status(_Model):
+    dfes_number: str
+    school_name: str
+    last_run: StoredRunReport | None
+    last_success_at: str | None
+
+
+class ManifestRecord(_Model):
+    kind: Kind
+    key: str
+    digest: str
+    status: Literal["active", "left"]
+    account_id: str | None
+
+
+class Manifest(_Model):
+    dfes_number: str
+    records: list[ManifestRecord]
+
+
+class Health(_Model):
+    status: Literal["ok"]
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem document; ``errors`` lists validation failures (location and message)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, object]] | None = None

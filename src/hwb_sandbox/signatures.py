@@ -1,0 +1,169 @@
+"""Verifying a school's request: RFC 9421 signature (label ``hwb``, ed25519) and RFC 9530 Content-Digest.
+
+The checks run in an order that gives each failure its own problem slug: the signature fields parse
+(``signature-invalid``), ``created`` is within 300 s (``signature-stale``), the key is an enrolled,
+unretired key of the school in the path (``key-unknown``), the Content-Digest matches the bytes as sent
+and the signature verifies over the required components (``signature-invalid``), and only then is the
+nonce remembered, so that a forged request cannot burn a genuine client's nonce (``nonce-replayed``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import http_sf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from http_message_signatures import (
+    ContentDigest,
+    HTTPMessageSignaturesException,
+    HTTPMessageVerifier,
+    HTTPSignatureKeyResolver,
+    algorithms,
+)
+
+from hwb_sandbox.problems import Problem
+from hwb_sandbox.store import SandboxStore
+
+LABEL: Final = "hwb"
+MAX_SKEW_SECONDS: Final = 300
+MIN_NONCE_LENGTH: Final = 16
+GET_COMPONENTS: Final = ("@method", "@target-uri")
+BODY_COMPONENTS: Final = ("@method", "@target-uri", "content-digest", "content-type")
+BATCH_COMPONENTS: Final = (*BODY_COMPONENTS, "idempotency-key")
+
+
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    """The request's header fields as the signature library reads them (``items()``)."""
+
+    fields: tuple[tuple[str, str], ...]
+
+    def items(self) -> Iterable[tuple[str, str]]:
+        return iter(self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """What verification needs from an HTTP request: method, absolute target URI, headers, body as sent."""
+
+    method: str
+    url: str
+    headers: _Headers
+    body: bytes
+
+    @classmethod
+    def build(cls, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> SignedRequest:
+        return cls(method, url, _Headers(tuple(headers)), body)
+
+    def header(self, name: str) -> str | None:
+        values = [value for field, value in self.headers.fields if field.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+
+class _SingleKey(HTTPSignatureKeyResolver):
+    def __init__(self, key_id: str, public_key: Ed25519PublicKey) -> None:
+        self.key_id = key_id
+        self.public_key = public_key
+
+    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey:
+        if key_id != self.key_id:
+            raise HTTPMessageSignaturesException("unexpected key id")
+        return self.public_key
+
+    def resolve_private_key(self, key_id: str) -> Any:
+        raise NotImplementedError("the sandbox never signs")
+
+
+@dataclass(frozen=True, slots=True)
+class _SignatureParams:
+    key_id: str
+    created: int
+    nonce: str
+
+
+def _parse_params(request: SignedRequest) -> _SignatureParams:
+    signature_input = request.header("Signature-Input")
+    signature = request.header("Signature")
+    if signature_input is None or signature is None:
+        raise Problem(
+            "signature-invalid", "the Signature and Signature-Input headers are required (RFC 9421)"
+        )
+    try:
+        inputs = http_sf.parse(signature_input.encode("ascii"), tltype="dictionary")
+        signatures = http_sf.parse(signature.encode("ascii"), tltype="dictionary")
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        raise Problem(
+            "signature-invalid", "Signature-Input or Signature is not a structured-field dictionary"
+        ) from exc
+    if not isinstance(inputs, dict) or not isinstance(signatures, dict):
+        raise Problem("signature-invalid", "Signature-Input and Signature must be dictionaries")
+    if set(inputs) != {LABEL} or set(signatures) != {LABEL}:
+        raise Problem("signature-invalid", f'exactly one signature, labelled "{LABEL}", is expected')
+    member = inputs[LABEL]
+    if not isinstance(member, tuple) or not isinstance(member[0], list):
+        raise Problem("signature-invalid", "the hwb Signature-Input member must be an inner list")
+    params: dict[str, Any] = dict(member[1])
+    key_id, created, nonce, alg = (
+        params.get("keyid"),
+        params.get("created"),
+        params.get("nonce"),
+        params.get("alg"),
+    )
+    if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str):
+        raise Problem("signature-invalid", "the signature needs keyid, created and nonce parameters")
+    if alg != "ed25519":
+        raise Problem("signature-invalid", 'the signature must declare alg="ed25519"')
+    if len(nonce) < MIN_NONCE_LENGTH:
+        raise Problem("signature-invalid", f"the nonce must be at least {MIN_NONCE_LENGTH} characters")
+    return _SignatureParams(key_id, created, nonce)
+
+
+def verify_request(
+    store: SandboxStore, dfes_number: str, request: SignedRequest, required_components: Sequence[str]
+) -> str:
+    """Verify the school's signature on ``request``; return the key id, or raise a 401 ``Problem``."""
+    params = _parse_params(request)
+    now = store.clock()
+    if abs(now - params.created) > MAX_SKEW_SECONDS:
+        raise Problem(
+            "signature-stale",
+            f"created is {int(now - params.created)} s from the server clock (allowed: {MAX_SKEW_SECONDS} s);"
+            " check the client's clock",
+        )
+    key = store.key(params.key_id)
+    if key is None or key.retired or key.dfes_number != dfes_number:
+        raise Problem(
+            "key-unknown", f"key {params.key_id!r} is not an enrolled, current key of school {dfes_number}"
+        )
+    _check_content_digest(request)
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(key.public_key_raw)
+        verifier = HTTPMessageVerifier(
+            signature_algorithm=algorithms.ED25519, key_resolver=_SingleKey(key.key_id, public_key)
+        )
+        verifier.max_clock_skew = dt.timedelta(seconds=MAX_SKEW_SECONDS)
+        verifier.verify(request, max_age=None, require_components=required_components, body=request.body)
+    except (HTTPMessageSignaturesException, ValueError, TypeError) as exc:
+        raise Problem("signature-invalid", f"the signature does not verify: {exc}") from exc
+    if not store.remember_nonce(params.nonce):
+        raise Problem("nonce-replayed", "this nonce was already used; sign every request afresh")
+    return key.key_id
+
+
+def _check_content_digest(request: SignedRequest) -> None:
+    digest = request.header("Content-Digest")
+    if digest is None:
+        if request.body:
+            raise Problem(
+                "signature-invalid", "a request with a body needs a Content-Digest header (RFC 9530)"
+            )
+        return
+    try:
+        ContentDigest.verify(digest, request.body)
+    except HTTPMessageSignaturesException as exc:
+        raise Problem(
+            "signature-invalid", f"Content-Digest does not match the body as sent (RFC 9530): {exc}"
+        ) from exc
