@@ -169,7 +169,7 @@ def academic_calendar(schedule: ScheduleSettings) -> AcademicCalendar:
 
 def _missing_year_error(calendar: AcademicCalendar, day: dt.date) -> ConfigError:
     source = (
-        "the built-in default Welsh calendar (2025/26 and 2026/27 only; replace it with your LA's dates)"
+        "the built-in default Welsh terms (2025/26 and 2026/27 only; replace them with your LA's dates)"
         if calendar.uses_defaults
         else "the configured [[schedule.terms]]"
     )
