@@ -83,7 +83,8 @@ class SandboxProcess:
         reader.join(self.start_timeout)
         if not found:
             raise SandboxStartError(
-                f"the sandbox printed no 'listening on' line within {self.start_timeout} s; see {self.log_path}"
+                f"the sandbox printed no 'listening on' line within {self.start_timeout} s;"
+                f" see {self.log_path}"
             )
         return found[0]
 

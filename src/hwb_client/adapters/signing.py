@@ -89,7 +89,8 @@ def sign_message(
 ) -> None:
     """Sign ``request`` in place with explicit parameters (the one call into the RFC 9421 library).
 
-    With ``body`` given, ``Content-Digest`` is (re)computed over it and ``content-digest`` is covered.
+    With ``body`` given, ``Content-Digest`` is (re)computed over it and ``content-digest`` is covered;
+    without it, any ``Content-Digest`` already on the request is left alone.
     ``RequestSigner`` uses this with the protocol's parameters; tests use it with the RFC's examples.
     """
     for name in ("Signature", "Signature-Input", *(("Content-Digest",) if body is not None else ())):
@@ -107,6 +108,8 @@ def sign_message(
         include_alg=include_alg,
         covered_component_ids=tuple(covered),
         body=body,
+        # Without ``body`` an existing Content-Digest is kept as it is (only its syntax is checked).
+        use_existing_digest=body is None and "Content-Digest" in request.headers,
     )
 
 
