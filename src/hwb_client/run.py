@@ -307,9 +307,8 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
             result.resent_batches += 1
         if pending:
             run.log.info("outbox_resent", batches=len(pending))
-        if state.is_new() or state.db.execute("SELECT count(*) FROM acknowledged").fetchone()[0] == 0:
-            if not state.db.execute("SELECT 1 FROM meta WHERE name = 'reconciled_at'").fetchone():
-                run.reconcile(api, state)
+        if state.needs_reconcile():
+            run.reconcile(api, state)
 
         snapshot = run.read_snapshot()
         acknowledged = state.acknowledged()

@@ -38,13 +38,13 @@ _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 def default_config_path() -> Path:
     if sys.platform == "win32":
-        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "HwbClient" / "hwb-client.toml"
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "HwbClient" / "hwb-client.toml"
     return Path("/etc/hwb-client/hwb-client.toml")
 
 
 def default_state_dir() -> Path:
     if sys.platform == "win32":
-        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "HwbClient" / "state"
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "HwbClient" / "state"
     return Path("/var/lib/hwb-client")
 
 

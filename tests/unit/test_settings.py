@@ -63,7 +63,7 @@ def test_bad_settings_are_named(tmp_path: Path, change: tuple[str, str], message
 
 
 def test_a_missing_file_says_where_to_copy_the_example(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="hwb-client.example.toml"):
+    with pytest.raises(ConfigError, match=r"hwb-client\.example\.toml"):
         load_settings(tmp_path / "nope.toml")
 
 

@@ -9,6 +9,7 @@ the whole result). A profile problem is a ``ConfigError`` when it can be seen be
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -207,13 +208,9 @@ class MisSource:
                 for row in chunk:
                     yield {field: row[position] for field, position in mapping}
         finally:
-            try:
+            with contextlib.suppress(pyodbc.Error):
                 cursor.close()
-            except pyodbc.Error:
-                pass
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(pyodbc.Error):
             self.connection.close()
-        except pyodbc.Error:
-            pass

@@ -168,6 +168,12 @@ class StateStore:
         ).fetchone()
         return int(row[0]) == 0
 
+    def needs_reconcile(self) -> bool:
+        """No acknowledged records and never rebuilt from the manifest: a first run or lost state."""
+        empty = self.db.execute("SELECT count(*) FROM acknowledged").fetchone()[0] == 0
+        done = self.db.execute("SELECT 1 FROM meta WHERE name = 'reconciled_at'").fetchone()
+        return bool(empty and not done)
+
     # -- acknowledged records ----------------------------------------------------------------------
 
     def acknowledged(self) -> dict[Kind, dict[str, Acknowledged]]:
@@ -332,10 +338,10 @@ class StateStore:
         self.db.execute("UPDATE runs SET reported = 1 WHERE run_id = ?", (run_id,))
 
     def unreported_runs(self) -> list[RunRow]:
-        return [r for r in self._runs("WHERE reported = 0 AND report IS NOT NULL ORDER BY started_at")]
+        return [r for r in self._runs("WHERE reported = 0 AND report IS NOT NULL ORDER BY rowid")]
 
     def last_run(self) -> RunRow | None:
-        runs = self._runs("WHERE finished_at IS NOT NULL ORDER BY finished_at DESC, started_at DESC LIMIT 1")
+        runs = self._runs("WHERE finished_at IS NOT NULL ORDER BY rowid DESC LIMIT 1")
         return runs[0] if runs else None
 
     def last_success_at(self) -> str | None:
