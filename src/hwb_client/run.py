@@ -36,6 +36,7 @@ from hwb_client.errors import (
     RunBlocked,
     StateError,
 )
+from hwb_client.platform.failpoints import failpoint
 from hwb_client.platform.lock import school_lock
 from hwb_client.settings import SchoolSettings, Settings
 
@@ -130,6 +131,13 @@ def _signer(settings: Settings, school: SchoolSettings) -> Any:
     return RequestSigner(key, key_id_for(school.dfes_number, key.public_key()))
 
 
+def _with_failpoint(rows: Iterator[dict[str, object]]) -> Iterator[dict[str, object]]:
+    for index, row in enumerate(rows):
+        if index == 1:
+            failpoint("while_reading")
+        yield row
+
+
 class _Run:
     def __init__(
         self,
@@ -193,6 +201,7 @@ class _Run:
                 state.discard(batch.batch_id)
                 self.log.error("batch_discarded", batch_id=batch.batch_id, status=exc.status)
             raise
+        failpoint("after_server_ack")
         results = response.body.get("results") if isinstance(response.body, dict) else None
         if not isinstance(results, list) or len(results) != len(batch.ops):
             raise ApiError(
@@ -276,6 +285,7 @@ def _finish(run: _Run, state: StateStore | None, api: NationalApi | None) -> Non
         if row.report is None:
             continue
         try:
+            failpoint("while_reporting")
             api.post_run_report(run.dfes, row.report)
         except (ApiError, Interrupted) as exc:
             run.log.warning("run_report_not_sent", report_run_id=row.run_id, error=str(exc))
@@ -322,6 +332,7 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
             today=run.today,
         )
         result.counts = _count(operations)
+        failpoint("after_diff")
         if decision.blocked and not allow_mass_removal:
             result.guard_reasons = decision.reasons
             raise RunBlocked("run blocked, nothing sent: " + "; ".join(decision.reasons))
@@ -339,9 +350,11 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
         )
         frozen = [_pending(b) for b in batches]
         state.add_to_outbox(frozen)
+        failpoint("after_outbox")
         for batch in frozen:
             run.send(api, state, batch)
             result.batches += 1
+            failpoint("mid_push")
         sent = sum(len(b.ops) for b in frozen)
         held = sum(result.held_back.values())
         refused = sum(result.refused.values())
