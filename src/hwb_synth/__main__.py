@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from hwb_synth.dbservers import ServerSettings, ServerUnavailable, ensure_database
+from hwb_synth.dbservers import ServerKind, ServerSettings, ServerUnavailable, ensure_database
 from hwb_synth.generate import DEFAULT_ACADEMIC_YEAR, generate
 from hwb_synth.load import LoadReport, load_server, load_sqlite
 from hwb_synth.scales import schools_for
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = load_sqlite(data, args.sqlite)
             where = args.sqlite
         else:
-            kind = "postgres" if args.postgres else "mariadb"
+            kind: ServerKind = "postgres" if args.postgres else "mariadb"
             settings = ServerSettings.from_env(kind)
             target = ensure_database(settings, args.postgres or args.mariadb)
             report = load_server(data, target)

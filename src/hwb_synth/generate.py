@@ -34,12 +34,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 from hwb_client.core.upn import CHECK_LETTERS, check_letter, make_upn
 from hwb_synth import names
 
 Phase = Literal["primary", "secondary"]
+T = TypeVar("T")
 
 PRIMARY_YEAR_GROUPS: Final = ("N1", "N2", "R", "1", "2", "3", "4", "5", "6")
 SECONDARY_YEAR_GROUPS: Final = ("7", "8", "9", "10", "11", "12", "13")
@@ -233,14 +234,15 @@ class MisData:
     #: MIS column, kept so that a rollover can regroup a school.
     staff_roles: dict[int, str] = field(default_factory=dict)
 
-    def rows(self, table: str) -> list[Learner] | list[Staff] | list[Group] | list[GroupMember]:
+    def rows(self, table: str) -> Sequence[Learner | Staff | Group | GroupMember]:
         """The rows of one reference table."""
-        return {
+        tables: dict[str, Sequence[Learner | Staff | Group | GroupMember]] = {
             "mis_pupil": self.learners,
             "mis_staff": self.staff,
             "mis_group": self.groups,
             "mis_group_member": self.members,
-        }[table]
+        }
+        return tables[table]
 
     def tuples(self, table: str, dfes_numbers: Iterable[str] | None = None) -> Iterator[tuple[object, ...]]:
         """The rows of ``table`` as tuples in column order, optionally only for some schools."""
@@ -281,15 +283,15 @@ class MisData:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-class _Picker:
+class _Picker(Generic[T]):
     """Weighted choice by bisecting cumulative weights (one ``rng.random()`` per pick)."""
 
-    def __init__(self, values: Sequence[object], weights: Sequence[float]) -> None:
+    def __init__(self, values: Sequence[T], weights: Sequence[float]) -> None:
         self.values = list(values)
         self.cumulative = list(itertools.accumulate(weights))
         self.total = self.cumulative[-1]
 
-    def __call__(self, rng: random.Random) -> object:
+    def __call__(self, rng: random.Random) -> T:
         return self.values[bisect.bisect_right(self.cumulative, rng.random() * self.total)]
 
 
@@ -422,10 +424,10 @@ def new_learner(
 ) -> Learner:
     """A learner in ``year_group`` with a date of birth that fits it in ``academic_year``."""
     if rng.random() < 0.5:
-        forename, _, nickname = _GIRL(rng)  # type: ignore[misc]
+        forename, _, nickname = _GIRL(rng)
         gender = "F"
     else:
-        forename, _, nickname = _BOY(rng)  # type: ignore[misc]
+        forename, _, nickname = _BOY(rng)
         gender = "M"
     surname = str(_SURNAME(rng))
     if rng.random() < 0.04:  # double-barrelled

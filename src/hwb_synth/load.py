@@ -104,10 +104,7 @@ def _rows(data: MisData, table: str, dfes_numbers: Iterable[str] | None) -> Iter
     rows = data.tuples(table, dfes_numbers)
     if not date_positions:
         return rows
-    return (
-        tuple(v.isoformat() if isinstance(v, dt.date) else v for v in row)  # type: ignore[union-attr]
-        for row in rows
-    )
+    return (tuple(v.isoformat() if isinstance(v, dt.date) else v for v in row) for row in rows)
 
 
 def _insert_sql(table: str, rows: int = 1, placeholder: str = "?") -> str:
