@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -122,8 +123,14 @@ def _print_result(result: Any, out: TextIO) -> None:
         )
         from hwb_client.core.validate import ADVICE, Reason
 
-        for _kind, label, reason in result.held_back_details:
+        memberships: Counter[str] = Counter()
+        for kind, label, reason in result.held_back_details:
+            if kind == "membership":
+                memberships[reason] += 1
+                continue
             out.write(f"    - {label}: {reason} ({ADVICE[Reason(reason)]})\n")
+        for reason, count in sorted(memberships.items()):
+            out.write(f"    - {count} class membership(s): {reason} ({ADVICE[Reason(reason)]})\n")
 
 
 def _exit_code(results: Sequence[Any]) -> int:

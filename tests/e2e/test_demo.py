@@ -1,0 +1,19 @@
+"""The README's demo command runs to its end and proves the Year 6 -> Year 7 match."""
+
+import subprocess
+import sys
+
+
+def test_demo_ends_with_year_6_learners_holding_the_same_national_accounts_in_year_7(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hwb_demo", "--output", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Year 6 learners hold the same national account in Year 7" in result.stdout
+    assert "15 of 15" in result.stdout
+    assert "Result: OK" in result.stdout
+    assert "second run with no MIS change" in result.stdout.lower()
+    assert "0 change(s) sent in 0 batch(es)" in result.stdout
