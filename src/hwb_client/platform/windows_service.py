@@ -16,6 +16,7 @@ Linux (for tests and type checks), where ``HwbClientService`` is a plain class.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -74,9 +75,15 @@ class EventLogHandler(logging.Handler):
             self.handleError(record)
 
 
+class _Discard(io.TextIOBase):
+    """A service has no console: the stream handler's output goes nowhere (the file and Event Log keep it)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 def _configure_logging(log_file: Path | None, level: str) -> None:
-    null_stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the service
-    logs.configure(fmt="json", level=level, log_file=log_file, stream=null_stream)
+    logs.configure(fmt="json", level=level, log_file=log_file, stream=_Discard())
     handler = EventLogHandler(level=logging.WARNING)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
