@@ -132,6 +132,8 @@ class RequestSigner:
         ``created`` defaults to now and ``nonce`` to a fresh random value; pass them only in tests.
         """
         body = body_bytes(request)
+        if not body and "Content-Digest" in request.headers:
+            del request.headers["Content-Digest"]  # never send a digest of some other body
         sign_message(
             request,
             private_key=self._private_key,
