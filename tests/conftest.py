@@ -10,7 +10,7 @@ import pytest
 from hwb_demo.lab import Lab, LabSchool
 from hwb_sandbox.testing import SandboxProcess
 
-pytest_plugins = ["hwb_sandbox.pytest_plugin"]
+pytest_plugins = ["hwb_sandbox.pytest_plugin", "hwb_synth.pytest_plugin"]
 
 
 @pytest.fixture

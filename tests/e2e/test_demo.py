@@ -15,5 +15,5 @@ def test_demo_ends_with_year_6_learners_holding_the_same_national_accounts_in_ye
     assert "Year 6 learners hold the same national account in Year 7" in result.stdout
     assert "15 of 15" in result.stdout
     assert "Result: OK" in result.stdout
-    assert "second run with no MIS change" in result.stdout.lower()
+    assert "Second run with no MIS change: no batch is sent" in result.stdout
     assert "0 change(s) sent in 0 batch(es)" in result.stdout
