@@ -159,8 +159,16 @@ class MisSource:
         query_timeout: int = 600,
     ) -> MisSource:
         try:
-            connection = pyodbc.connect(connection_string, autocommit=True, timeout=login_timeout)
-            connection.timeout = query_timeout
+            try:
+                connection = pyodbc.connect(connection_string, autocommit=True, timeout=login_timeout)
+            except pyodbc.Error as exc:
+                # psqlODBC refuses the login-timeout attribute (SQL_ATTR_LOGIN_TIMEOUT, 113): connect without
+                # it there, and let the driver's own connect timeout apply.
+                if "attribute 113" not in str(exc):
+                    raise
+                connection = pyodbc.connect(connection_string, autocommit=True)
+            with contextlib.suppress(pyodbc.Error):
+                connection.timeout = query_timeout  # not every driver supports a query timeout
         except pyodbc.Error as exc:
             raise MisError(
                 f"school {dfes_number}: cannot connect to the MIS over ODBC: {_driver_message(exc)}; "
