@@ -165,7 +165,7 @@ class _Run:
         try:
             snapshot = build_snapshot(
                 SourceRows(
-                    source.rows("learners"),
+                    _with_failpoint(source.rows("learners")),
                     source.rows("staff"),
                     source.rows("groups"),
                     source.rows("memberships"),
