@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
         say("3. Enrol both schools (one-time codes issued by the national side)")
         for school in schools:
-            code = sandbox.issue_code(school.dfes_number, school.name)
-            result = lab.cli("enrol", "--school", school.dfes_number, "--code", code)
+            enrolment_code = sandbox.issue_code(school.dfes_number, school.name)
+            result = lab.cli("enrol", "--school", school.dfes_number, "--code", enrolment_code)
             show(result.stdout or result.stderr)
             if result.returncode != 0:
                 return result.returncode
