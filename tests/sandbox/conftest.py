@@ -10,6 +10,7 @@ everyone; this import then simply shadows it with the same fixture).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -31,5 +32,23 @@ def primary(sandbox: SandboxProcess) -> Iterator[SchoolClient]:  # noqa: F811 - 
 def secondary(sandbox: SandboxProcess) -> Iterator[SchoolClient]:  # noqa: F811 - the imported fixture
     """An enrolled secondary school in the same sandbox."""
     client = enrol(sandbox, SECONDARY, "Ysgol Uwchradd Prawf")
+    yield client
+    client.session.close()
+
+
+_school_numbers = itertools.count(6700001)  # LA 670: never PRIMARY or SECONDARY
+
+
+@pytest.fixture(scope="module")
+def module_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """One sandbox for a whole test module, for tests that only touch their own school (see ``school``)."""
+    with SandboxProcess(tmp_path_factory.mktemp("sandbox") / "sandbox.db") as process:
+        yield process
+
+
+@pytest.fixture
+def school(module_sandbox: SandboxProcess) -> Iterator[SchoolClient]:
+    """A school of its own, freshly enrolled in the module's sandbox (a new DfES number per test)."""
+    client = enrol(module_sandbox, str(next(_school_numbers)), "Ysgol Gynradd Prawf")
     yield client
     client.session.close()

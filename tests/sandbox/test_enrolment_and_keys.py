@@ -81,29 +81,29 @@ def test_enrolment_with_a_malformed_public_key_is_a_validation_failure(sandbox: 
     assert_problem(response, 422, "validation-failed")
 
 
-def test_rotated_key_works_and_retired_key_is_refused(primary: SchoolClient) -> None:
+def test_rotated_key_works_and_retired_key_is_refused(school: SchoolClient) -> None:
     new_key = Ed25519PrivateKey.generate()
-    added = primary.call(
-        "POST", f"/v1/schools/{PRIMARY}/keys", json_body={"public_key": public_key_b64(new_key)}
+    added = school.call(
+        "POST", f"/v1/schools/{school.dfes}/keys", json_body={"public_key": public_key_b64(new_key)}
     )
     assert added.status_code == 201, added.text
     new_key_id = added.json()["key_id"]
-    assert new_key_id == key_id_for(PRIMARY, new_key.public_key())
+    assert new_key_id == key_id_for(school.dfes, new_key.public_key())
     new_signer = RequestSigner(new_key, new_key_id)
 
-    assert primary.call("GET", f"/v1/schools/{PRIMARY}/status", signer=new_signer).status_code == 200
-    retired = primary.call("DELETE", f"/v1/schools/{PRIMARY}/keys/{primary.key_id}", signer=new_signer)
+    assert school.call("GET", f"/v1/schools/{school.dfes}/status", signer=new_signer).status_code == 200
+    retired = school.call("DELETE", f"/v1/schools/{school.dfes}/keys/{school.key_id}", signer=new_signer)
     assert retired.status_code == 204, retired.text
 
-    assert_problem(primary.status(), 401, "key-unknown")
-    assert primary.call("GET", f"/v1/schools/{PRIMARY}/status", signer=new_signer).status_code == 200
+    assert_problem(school.status(), 401, "key-unknown")
+    assert school.call("GET", f"/v1/schools/{school.dfes}/status", signer=new_signer).status_code == 200
 
 
-def test_retiring_the_only_key_is_refused(primary: SchoolClient) -> None:
-    response = primary.call("DELETE", f"/v1/schools/{PRIMARY}/keys/{primary.key_id}")
+def test_retiring_the_only_key_is_refused(school: SchoolClient) -> None:
+    response = school.call("DELETE", f"/v1/schools/{school.dfes}/keys/{school.key_id}")
 
     assert_problem(response, 422, "validation-failed")
-    assert primary.status().status_code == 200
+    assert school.status().status_code == 200
 
 
 def test_second_enrolment_code_adds_a_key_and_both_work(
@@ -125,16 +125,16 @@ def test_key_of_another_school_is_refused(primary: SchoolClient, secondary: Scho
     assert_problem(response, 401, "key-unknown")
 
 
-def test_unknown_key_is_refused(primary: SchoolClient) -> None:
+def test_unknown_key_is_refused(school: SchoolClient) -> None:
     stranger = Ed25519PrivateKey.generate()
-    signer = RequestSigner(stranger, key_id_for(PRIMARY, stranger.public_key()))
+    signer = RequestSigner(stranger, key_id_for(school.dfes, stranger.public_key()))
 
-    assert_problem(primary.call("GET", f"/v1/schools/{PRIMARY}/status", signer=signer), 401, "key-unknown")
+    assert_problem(school.call("GET", f"/v1/schools/{school.dfes}/status", signer=signer), 401, "key-unknown")
 
 
-def test_key_id_claimed_with_the_wrong_private_key_does_not_verify(primary: SchoolClient) -> None:
-    impostor = RequestSigner(Ed25519PrivateKey.generate(), primary.key_id)
+def test_key_id_claimed_with_the_wrong_private_key_does_not_verify(school: SchoolClient) -> None:
+    impostor = RequestSigner(Ed25519PrivateKey.generate(), school.key_id)
 
     assert_problem(
-        primary.call("GET", f"/v1/schools/{PRIMARY}/status", signer=impostor), 401, "signature-invalid"
+        school.call("GET", f"/v1/schools/{school.dfes}/status", signer=impostor), 401, "signature-invalid"
     )

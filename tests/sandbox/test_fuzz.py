@@ -8,6 +8,7 @@ signature check is exercised, not only the 401 in front of it. Bounded to a few 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ def _aim_at_the_school(case: Any, body_choice: bool) -> None:
 
 @schema.parametrize()
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,
@@ -81,10 +82,9 @@ def test_no_generated_request_gets_a_server_error(
         )
     )
     if sign:
-        try:
+        # A generated request the client itself would never sign (a body without a type) goes unsigned.
+        with contextlib.suppress(ValueError, TypeError):
             client.signer.sign(prepared)
-        except (ValueError, TypeError):
-            pass  # a generated request the client itself would never sign (e.g. a body without a type)
     response = client.session.send(prepared, timeout=30, allow_redirects=False)
 
     assert response.status_code < 500, (response.status_code, response.text[:500])

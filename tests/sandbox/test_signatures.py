@@ -13,87 +13,86 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sandbox_helpers import PRIMARY, SchoolClient, assert_problem, batch, learner, op
+from sandbox_helpers import SchoolClient, assert_problem, batch, learner, op
 
 from hwb_client.adapters.signing import RequestSigner, sign_message
-
-STATUS = f"/v1/schools/{PRIMARY}/status"
-
 
 # -- the sandbox refuses what it must ------------------------------------------------------------------------
 
 
-def test_same_nonce_twice_is_refused_as_a_replay(primary: SchoolClient) -> None:
-    prepared = primary.prepare("GET", STATUS)
-    primary.signer.sign(prepared)
+def test_same_nonce_twice_is_refused_as_a_replay(school: SchoolClient) -> None:
+    prepared = school.prepare("GET", f"/v1/schools/{school.dfes}/status")
+    school.signer.sign(prepared)
 
-    assert primary.send(prepared).status_code == 200
-    assert_problem(primary.send(prepared), 401, "nonce-replayed")
+    assert school.send(prepared).status_code == 200
+    assert_problem(school.send(prepared), 401, "nonce-replayed")
 
 
-def test_one_changed_body_byte_is_refused(primary: SchoolClient) -> None:
+def test_one_changed_body_byte_is_refused(school: SchoolClient) -> None:
     body = batch(op("upsert", "learner", learner("tamper")))
-    prepared = primary.prepare(
+    prepared = school.prepare(
         "POST",
-        f"/v1/schools/{PRIMARY}/batches",
+        f"/v1/schools/{school.dfes}/batches",
         json_body=body,
         headers={"Idempotency-Key": f'"{body["batch_id"]}"'},
     )
-    primary.signer.sign(prepared)
+    school.signer.sign(prepared)
     assert isinstance(prepared.body, bytes)
     prepared.body = prepared.body.replace(b"Jones", b"Jonez")
 
-    document = assert_problem(primary.send(prepared), 401, "signature-invalid")
+    document = assert_problem(school.send(prepared), 401, "signature-invalid")
 
     assert "Content-Digest" in document["detail"]
-    assert primary.manifest()["records"] == []
+    assert school.manifest()["records"] == []
 
 
-def test_changed_idempotency_key_after_signing_is_refused(primary: SchoolClient) -> None:
+def test_changed_idempotency_key_after_signing_is_refused(school: SchoolClient) -> None:
     body = batch(op("upsert", "learner", learner("rebind")))
-    prepared = primary.prepare(
+    prepared = school.prepare(
         "POST",
-        f"/v1/schools/{PRIMARY}/batches",
+        f"/v1/schools/{school.dfes}/batches",
         json_body=body,
         headers={"Idempotency-Key": f'"{body["batch_id"]}"'},
     )
-    primary.signer.sign(prepared)
+    school.signer.sign(prepared)
     prepared.headers["Idempotency-Key"] = '"00000000-0000-0000-0000-000000000000"'
 
-    assert_problem(primary.send(prepared), 401, "signature-invalid")
+    assert_problem(school.send(prepared), 401, "signature-invalid")
 
 
 @pytest.mark.parametrize("offset", [-301, -3600, 301])
 def test_created_more_than_300_seconds_from_the_server_clock_is_refused(
-    primary: SchoolClient, offset: int
+    school: SchoolClient, offset: int
 ) -> None:
-    prepared = primary.prepare("GET", STATUS)
-    primary.signer.sign(prepared, created=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset))
+    prepared = school.prepare("GET", f"/v1/schools/{school.dfes}/status")
+    school.signer.sign(prepared, created=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset))
 
-    assert_problem(primary.send(prepared), 401, "signature-stale")
-
-
-def test_created_a_little_off_the_server_clock_is_accepted(primary: SchoolClient) -> None:
-    prepared = primary.prepare("GET", STATUS)
-    primary.signer.sign(prepared, created=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=120))
-
-    assert primary.send(prepared).status_code == 200
+    assert_problem(school.send(prepared), 401, "signature-stale")
 
 
-def test_unsigned_request_is_refused(primary: SchoolClient) -> None:
-    document = assert_problem(primary.call("GET", STATUS, sign=False), 401, "signature-invalid")
+def test_created_a_little_off_the_server_clock_is_accepted(school: SchoolClient) -> None:
+    prepared = school.prepare("GET", f"/v1/schools/{school.dfes}/status")
+    school.signer.sign(prepared, created=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=120))
+
+    assert school.send(prepared).status_code == 200
+
+
+def test_unsigned_request_is_refused(school: SchoolClient) -> None:
+    document = assert_problem(
+        school.call("GET", f"/v1/schools/{school.dfes}/status", sign=False), 401, "signature-invalid"
+    )
 
     assert "Signature" in document["detail"]
 
 
-def test_signature_not_covering_the_required_components_is_refused(primary: SchoolClient) -> None:
+def test_signature_not_covering_the_required_components_is_refused(school: SchoolClient) -> None:
     body = {"run_id": "9a0e0000-0000-4000-8000-000000000000"}
-    prepared = primary.prepare("POST", f"/v1/schools/{PRIMARY}/run-reports", json_body=body)
+    prepared = school.prepare("POST", f"/v1/schools/{school.dfes}/run-reports", json_body=body)
     assert isinstance(prepared.body, bytes)
     sign_message(
         prepared,
-        private_key=primary.private_key,
-        key_id=primary.key_id,
+        private_key=school.private_key,
+        key_id=school.key_id,
         covered=("@method", "@target-uri"),
         label="hwb",
         created=dt.datetime.now(dt.UTC),
@@ -105,40 +104,40 @@ def test_signature_not_covering_the_required_components_is_refused(primary: Scho
         "sha-256=:" + base64.b64encode(hashlib.sha256(prepared.body).digest()).decode() + ":"
     )
 
-    assert_problem(primary.send(prepared), 401, "signature-invalid")
+    assert_problem(school.send(prepared), 401, "signature-invalid")
 
 
-def test_short_nonce_is_refused(primary: SchoolClient) -> None:
-    prepared = primary.prepare("GET", STATUS)
-    primary.signer.sign(prepared, nonce="short")
+def test_short_nonce_is_refused(school: SchoolClient) -> None:
+    prepared = school.prepare("GET", f"/v1/schools/{school.dfes}/status")
+    school.signer.sign(prepared, nonce="short")
 
-    assert_problem(primary.send(prepared), 401, "signature-invalid")
+    assert_problem(school.send(prepared), 401, "signature-invalid")
 
 
-def test_gzip_body_is_signed_over_the_compressed_bytes_and_accepted(primary: SchoolClient) -> None:
+def test_gzip_body_is_signed_over_the_compressed_bytes_and_accepted(school: SchoolClient) -> None:
     body = batch(op("upsert", "learner", learner("gzip")))
 
-    response = primary.post_batch(body, gzip_body=True)
+    response = school.post_batch(body, gzip_body=True)
 
     assert response.status_code == 200, response.text
     assert response.json()["applied"] == 1
 
 
-def test_gzip_body_with_a_digest_of_the_uncompressed_bytes_is_refused(primary: SchoolClient) -> None:
+def test_gzip_body_with_a_digest_of_the_uncompressed_bytes_is_refused(school: SchoolClient) -> None:
     body = batch(op("upsert", "learner", learner("gzip-wrong-digest")))
     raw = json.dumps(body).encode()
-    prepared = primary.prepare(
+    prepared = school.prepare(
         "POST",
-        f"/v1/schools/{PRIMARY}/batches",
+        f"/v1/schools/{school.dfes}/batches",
         body=raw,
         headers={"Idempotency-Key": f'"{body["batch_id"]}"'},
     )
-    primary.signer.sign(prepared)  # digest and signature over the uncompressed bytes...
+    school.signer.sign(prepared)  # digest and signature over the uncompressed bytes...
     prepared.body = gzip.compress(raw)  # ...then the body is compressed on the way out
     prepared.headers["Content-Encoding"] = "gzip"
     prepared.headers["Content-Length"] = str(len(prepared.body))
 
-    assert_problem(primary.send(prepared), 401, "signature-invalid")
+    assert_problem(school.send(prepared), 401, "signature-invalid")
 
 
 # -- the client's signer against the RFC and an independent verifier -----------------------------------------
@@ -221,27 +220,27 @@ def _independent_verify(request: requests.PreparedRequest, public_key: Ed25519Pu
 
 
 def test_request_signed_by_request_signer_verifies_with_an_independent_implementation(
-    primary: SchoolClient,
+    school: SchoolClient,
 ) -> None:
     body = batch(op("upsert", "learner", learner("independent")))
-    prepared = primary.prepare(
+    prepared = school.prepare(
         "POST",
-        f"/v1/schools/{PRIMARY}/batches",
+        f"/v1/schools/{school.dfes}/batches",
         json_body=body,
         headers={"Idempotency-Key": f'"{body["batch_id"]}"'},
     )
-    primary.signer.sign(prepared)
+    school.signer.sign(prepared)
 
-    params = _independent_verify(prepared, primary.private_key.public_key())
+    params = _independent_verify(prepared, school.private_key.public_key())
 
     assert prepared.headers["Signature-Input"].startswith(
         'hwb=("@method" "@target-uri" "content-digest" "content-type" "idempotency-key");'
     )
-    assert params["keyid"] == primary.key_id
+    assert params["keyid"] == school.key_id
     assert params["alg"] == "ed25519"
     assert len(params["nonce"]) >= 16
     assert abs(int(params["created"]) - dt.datetime.now(dt.UTC).timestamp()) < 60
-    assert primary.send(prepared).status_code == 200
+    assert school.send(prepared).status_code == 200
 
 
 def test_get_is_signed_over_method_and_target_uri_only() -> None:
