@@ -110,7 +110,7 @@ def target_uri(environ: Mapping[str, Any], public_url: str | None) -> str:
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a UTF-8 JSON body strictly: no duplicate keys, NaN, lone surrogates or absurd nesting (400)."""
+    """Parse a UTF-8 JSON body strictly: no duplicate keys, NaN or infinity, lone surrogates, deep nesting."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result = dict(pairs)
@@ -123,7 +123,8 @@ def parse_json(body: bytes) -> Any:
 
     try:
         value = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
-        national.canonical_json(value)  # refuses strings that cannot be encoded as UTF-8
+        # Refuses unpaired surrogates (not encodable as UTF-8) and numbers that overflow to infinity.
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError) as exc:
         raise Problem("body-malformed", f"the body is not valid UTF-8 JSON: {exc}") from exc
     return value

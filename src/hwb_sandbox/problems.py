@@ -23,7 +23,7 @@ PROBLEMS: Final[Mapping[str, tuple[int, str]]] = {
     "enrolment-code-invalid": (403, "The enrolment code is wrong, used or expired"),
     "school-unknown": (404, "No school with this DfES number is registered"),
     "body-too-large": (413, "The request body is too large"),
-    "body-malformed": (400, "The request body is not valid JSON"),
+    "body-malformed": (400, "The request or its body is malformed"),
     "validation-failed": (422, "The request body does not match the protocol"),
     "idempotency-key-missing": (400, "The Idempotency-Key header is missing or malformed"),
     "idempotency-key-mismatch": (400, "The Idempotency-Key header does not match the body's batch_id"),

@@ -8,6 +8,7 @@ import socket
 import uuid
 
 import pytest
+import requests
 from sandbox_helpers import PRIMARY, SchoolClient, assert_problem, batch, learner, op
 
 from hwb_sandbox.testing import SandboxProcess
@@ -134,3 +135,28 @@ def test_body_over_8_mib_sent_by_a_client_gets_413(school: SchoolClient, size: i
     school.signer.sign(prepared)
 
     assert_problem(school.send(prepared), 413, "body-too-large")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"dfes_number": "\\ud800"}', id="unpaired-surrogate"),
+        pytest.param(b'{"dfes_number": 1e999999}', id="infinity"),
+        pytest.param(b'{"dfes_number": NaN}', id="nan"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deep-nesting"),
+        pytest.param(b"\xef\xbb\xbf{}", id="byte-order-mark"),
+        pytest.param(b"\xff\xfe{\x00}\x00", id="utf-16"),
+        pytest.param(b'{"a": ' + b"9" * 5000 + b"}", id="huge-integer"),
+    ],
+)
+def test_json_that_cannot_be_handled_faithfully_is_malformed(
+    module_sandbox: SandboxProcess, body: bytes
+) -> None:
+    response = requests.post(
+        module_sandbox.url + "/v1/enrolments",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+
+    assert_problem(response, 400, "body-malformed")
