@@ -160,7 +160,14 @@ class NationalApi:
             retry_after: float | None = None
             try:
                 response = self.session.send(prepared, timeout=timeout, allow_redirects=False)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                # ChunkedEncodingError: the connection broke while the answer's body was being read (a
+                # reset mid-body). The server may have applied the request; retrying the same bytes is
+                # safe because the batch id deduplicates it.
                 failure = f"{type(exc).__name__}"
                 status = None
             except requests.RequestException as exc:
