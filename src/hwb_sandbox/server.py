@@ -23,7 +23,8 @@ from hwb_sandbox.app import MAX_BODY_BYTES, SandboxApp, log_event
 from hwb_sandbox.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX, PROBLEMS
 from hwb_sandbox.store import SandboxStore
 
-_WAITRESS_SLUGS: Final = {413: "body-too-large", 400: "body-malformed"}
+#: waitress's own refusals (before the app runs): 413 for the body size, any other 4xx is a malformed request.
+_WAITRESS_SLUGS: Final = {413: "body-too-large"}
 
 
 class _ProblemErrorTask(ErrorTask):  # type: ignore[misc]
@@ -31,7 +32,7 @@ class _ProblemErrorTask(ErrorTask):  # type: ignore[misc]
 
     def execute(self) -> None:
         error = self.request.error
-        slug = _WAITRESS_SLUGS.get(error.code, "internal-error")
+        slug = _WAITRESS_SLUGS.get(error.code, "body-malformed" if error.code < 500 else "internal-error")
         _status, title = PROBLEMS[slug]
         body = json.dumps(
             {
