@@ -171,6 +171,20 @@ def test_learner_on_roll_at_two_schools_stays_active_until_both_release_it(
     assert _accounts(sandbox, SECONDARY)[pupil["upn_hash"]]["account_active"] is False
 
 
+def test_returning_learner_is_reactivated_at_the_same_school_with_the_same_account(
+    sandbox: SandboxProcess, primary: SchoolClient
+) -> None:
+    pupil = learner("returner")
+    account_id = _ok(primary.post_batch(batch(op("upsert", "learner", pupil))))["results"][0]["account_id"]
+    _ok(primary.post_batch(batch(op("leave", "learner", dict(pupil, leaving_date="2026-02-01")))))
+    assert _accounts(sandbox, PRIMARY)[pupil["upn_hash"]]["account_active"] is False
+
+    back = _ok(primary.post_batch(batch(op("upsert", "learner", pupil))))["results"][0]
+
+    assert back == {"index": 0, "status": "applied", "account_id": account_id}
+    assert _accounts(sandbox, PRIMARY)[pupil["upn_hash"]]["account_active"] is True
+
+
 def test_staff_without_start_date_is_refused_with_a_reason(primary: SchoolClient) -> None:
     result = _ok(primary.post_batch(batch(op("upsert", "staff", staff("NEW1", start_date=None)))))
 
