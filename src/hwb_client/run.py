@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -192,6 +193,7 @@ class _Run:
         if self.stop.is_set():
             raise Interrupted("stopped between batches; the rest is resent on the next run")
         state.note_attempt(batch.batch_id)
+        sent_at = time.monotonic()
         try:
             response = api.post_batch(self.dfes, batch.batch_id, batch.body, batch.content_encoding)
         except ApiError as exc:
@@ -201,6 +203,7 @@ class _Run:
                 state.discard(batch.batch_id)
                 self.log.error("batch_discarded", batch_id=batch.batch_id, status=exc.status)
             raise
+        api_seconds = time.monotonic() - sent_at
         failpoint("after_server_ack")
         results = response.body.get("results") if isinstance(response.body, dict) else None
         if not isinstance(results, list) or len(results) != len(batch.ops):
@@ -216,6 +219,8 @@ class _Run:
             batch_id=batch.batch_id,
             batch_seq=batch.sequence,
             operations=len(batch.ops),
+            body_bytes=len(batch.body),
+            api_seconds=round(api_seconds, 4),
             applied=tally.get("applied", 0),
             unchanged=tally.get("unchanged", 0),
             refused=tally.get("refused", 0),
@@ -266,9 +271,13 @@ def run_school(
     return result
 
 
-def _finish(run: _Run, state: StateStore | None, api: NationalApi | None) -> None:
+def _finish(run: _Run, state: StateStore, api: NationalApi) -> None:
+    """Record the run locally, then deliver every undelivered run report (this one last)."""
     result = run.result
     result.finished_at = _utcnow()
+    state.finish_run(result.run_id, result.report())
+    if not run.stop.is_set():
+        _deliver_reports(run, state, api)
     run.log.info(
         "run_finished",
         outcome=result.outcome,
@@ -276,11 +285,10 @@ def _finish(run: _Run, state: StateStore | None, api: NationalApi | None) -> Non
         held_back=sum(result.held_back.values()),
         refused=sum(result.refused.values()),
     )
-    if state is None:
-        return
-    state.finish_run(result.run_id, result.report())
-    if api is None or run.stop.is_set():
-        return
+
+
+def _deliver_reports(run: _Run, state: StateStore, api: NationalApi) -> None:
+    result = run.result
     for row in state.unreported_runs():
         if row.report is None:
             continue
@@ -289,6 +297,11 @@ def _finish(run: _Run, state: StateStore | None, api: NationalApi | None) -> Non
             api.post_run_report(run.dfes, row.report)
         except (ApiError, Interrupted) as exc:
             run.log.warning("run_report_not_sent", report_run_id=row.run_id, error=str(exc))
+            if result.outcome in {"success", "partial"}:
+                # The national side cannot see this run: for the operator, it has not succeeded.
+                result.outcome, result.error_code = "failed", ApiError.exit_code
+                result.message += f"; the run report could not be delivered ({exc.message})"
+                state.finish_run(result.run_id, result.report())
             return
         state.mark_reported(row.run_id)
         run.log.info("run_reported", report_run_id=row.run_id, outcome=row.outcome)

@@ -108,11 +108,12 @@ class Lab:
         )
 
     def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        """Start ``hwb-client ARGS`` in the background; its output goes to the lab's log file only."""
         env = {**os.environ, **self.env}
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
         return subprocess.Popen(
             [sys.executable, "-m", "hwb_client", "--config", str(self.config_path), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             text=True,
             env=env,
             **kwargs,

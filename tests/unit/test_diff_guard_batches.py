@@ -67,6 +67,23 @@ def test_vanished_record_is_removed_but_a_held_back_one_is_not() -> None:
     assert [(o.op, o.key) for o in ops] == [(Op.REMOVE, HASH(make_upn(661, 2001, 20, 2)))]
 
 
+def test_a_leaver_the_national_side_never_held_is_not_sent_nor_their_class_memberships() -> None:
+    groups = [{"group_id": "G1", "name": "G1", "group_type": "teaching", "year_group": None}]
+    members = [
+        {"group_id": "G1", "member_kind": "learner", "upn": make_upn(661, 2001, 20, n)} for n in (1, 2)
+    ]
+    now = build_snapshot(
+        SourceRows([learner(1, leaving_date="2026-07-22"), learner(2)], [], groups, members), HASH, TODAY
+    )
+    ops = diff(now, {})
+    assert [(o.op, o.kind) for o in ops] == [
+        (Op.UPSERT, Kind.LEARNER),
+        (Op.UPSERT, Kind.GROUP),
+        (Op.UPSERT, Kind.MEMBERSHIP),
+    ]
+    assert ops[2].record["member_key"] == HASH(make_upn(661, 2001, 20, 2))
+
+
 def test_returning_leaver_is_upserted_again() -> None:
     left = snap([learner(1, leaving_date="2026-07-22")])
     ops = diff(snap([learner(1)]), acknowledge(left))

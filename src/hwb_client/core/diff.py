@@ -34,11 +34,21 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex) -> list[Operation]:
     """Upserts and leaves for kinds in send order (members before groups before memberships), then
     removes in the reverse order (memberships before the groups and people they point at)."""
     changes: list[Operation] = []
+    never_sent_leavers: set[tuple[str, str]] = set()
     for kind in SEND_ORDER:
         known = acknowledged.get(kind, {})
         for key, entry in snapshot.entries[kind].items():
             previous = known.get(key)
             if previous is not None and previous.digest == entry.digest:
+                continue
+            if entry.leaving and previous is None:
+                # A leaver the national side never held (left before this client first ran, or joined and
+                # left between two runs) has no account to release: nothing to send, for them or their classes.
+                never_sent_leavers.add((kind.value, key))
+                continue
+            if kind is Kind.MEMBERSHIP and (entry.record["member_kind"], entry.record["member_key"]) in (
+                never_sent_leavers
+            ):
                 continue
             op = Op.LEAVE if entry.leaving else Op.UPSERT
             changes.append(Operation(op, kind, key, entry.record, entry.digest))
