@@ -2,6 +2,7 @@
 
     hwb-client --run-now [--school DFES] [--dry-run] [--allow-mass-removal]
     hwb-client enrol --school DFES --code CODE
+    hwb-client rotate-key --school DFES
     hwb-client status [--school DFES] [--json]
     hwb-client daemon
     hwb-client schedule [--next N] [--from DATE]
@@ -14,6 +15,7 @@ Exit codes are listed in ``errors.py`` and the README.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
 import json
 import signal
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     enrol = sub.add_parser("enrol", help="register this school's signing key with the national API")
     enrol.add_argument("--school", dest="enrol_school", metavar="DFES", required=True)
     enrol.add_argument("--code", required=True, help="the one-time enrolment code issued nationally")
+    rotate = sub.add_parser("rotate-key", help="replace this school's signing key (the old one is retired)")
+    rotate.add_argument("--school", dest="rotate_school", metavar="DFES", required=True)
     status = sub.add_parser("status", help="show each school's last run; non-zero exit when unhealthy")
     status.add_argument("--school", dest="status_school", metavar="DFES")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -149,10 +153,11 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     settings = _load(args)
     schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
     stop = _stop_on_signals()
-    results = []
-    for school in schools:
+    printing = threading.Lock()
+
+    def run_one(school: Any) -> Any:
         if stop.is_set():
-            break
+            return None
         if sys.stderr.isatty():
             sys.stderr.write(f"running {school.dfes_number} {school.name}...\n")
         result = run_school(
@@ -163,11 +168,27 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             stop=stop,
             lock_wait_seconds=args.wait,
         )
-        results.append(result)
-        _print_result(result, out)
+        with printing:
+            _print_result(result, out)
+        return result
+
+    # Schools run side by side (schedule.max_concurrent_schools, as the daemon does): one school's MIS
+    # query or API round trip overlaps another's validation, and a slow school holds up no other. Each
+    # result is printed as its school finishes.
+    workers = min(settings.schedule.max_concurrent_schools, len(schools)) or 1
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hwb-school") as pool:
+        futures = [pool.submit(run_one, school) for school in schools]
+        try:
+            results = [future.result() for future in futures]
+        except BaseException:
+            # A school that could not even start (its lock is held, a bad setting): schools not yet
+            # started are not started, those running finish; the error decides the exit code.
+            for future in futures:
+                future.cancel()
+            raise
     if stop.is_set():
         return 143
-    return _exit_code(results)
+    return _exit_code([result for result in results if result is not None])
 
 
 def cmd_enrol(args: argparse.Namespace, out: TextIO) -> int:
@@ -190,6 +211,42 @@ def cmd_enrol(args: argparse.Namespace, out: TextIO) -> int:
         api.close()
     expected = key_id_for(school.dfes_number, key.public_key())
     out.write(f"{school.dfes_number}: enrolled, key id {answer.get('key_id', expected)} (key file {path})\n")
+    return EXIT_OK
+
+
+def cmd_rotate_key(args: argparse.Namespace, out: TextIO) -> int:
+    """Enrol a new key signed by the current one, switch to it, then retire the old one."""
+    from hwb_client.adapters.signing import (
+        RequestSigner,
+        generate_signing_key,
+        key_id_for,
+        load_signing_key,
+        public_key_b64,
+    )
+    from hwb_client.adapters.transport import NationalApi
+
+    settings = _load(args)
+    school = settings.school(args.rotate_school)
+    path = settings.signing_key_path(school)
+    old = load_signing_key(path)
+    old_id = key_id_for(school.dfes_number, old.public_key())
+    staged = path.with_name(path.name + ".new")
+    if staged.exists():
+        staged.unlink()  # a rotation cut off before: the staged key was never used
+    new = generate_signing_key(staged)
+    new_id = key_id_for(school.dfes_number, new.public_key())
+    api = NationalApi(settings.api, signer=RequestSigner(old, old_id))
+    try:
+        api.add_key(school.dfes_number, public_key_b64(new))
+    finally:
+        api.close()
+    staged.replace(path)  # from here on the client signs with the new key
+    api = NationalApi(settings.api, signer=RequestSigner(new, new_id))
+    try:
+        api.retire_key(school.dfes_number, old_id)
+    finally:
+        api.close()
+    out.write(f"{school.dfes_number}: signing key rotated: {old_id} retired, now {new_id}\n")
     return EXIT_OK
 
 
@@ -289,6 +346,7 @@ def cmd_schedule(args: argparse.Namespace, out: TextIO) -> int:
 COMMANDS = {
     "enrol": cmd_enrol,
     "status": cmd_status,
+    "rotate-key": cmd_rotate_key,
     "daemon": cmd_daemon,
     "schedule": cmd_schedule,
     "check-config": cmd_check_config,

@@ -173,7 +173,7 @@ def test_bad_configuration_stops_before_anything_is_read_or_sent(make_lab):
     assert not lab.state_dir.exists()
 
 
-@pytest.mark.parametrize("command", ["status", "schedule", "check-config", "enrol", "daemon"])
+@pytest.mark.parametrize("command", ["status", "schedule", "check-config", "enrol", "daemon", "rotate-key"])
 def test_every_command_has_help_and_a_readme_entry(command):
     from pathlib import Path
 
@@ -183,3 +183,26 @@ def test_every_command_has_help_and_a_readme_entry(command):
         [sys.executable, "-m", "hwb_client", command, "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_rotating_the_signing_key_keeps_runs_working_and_retires_the_old_key(make_lab):
+    from hwb_client.adapters.signing import RequestSigner, key_id_for, load_signing_key
+    from hwb_client.adapters.transport import NationalApi
+    from hwb_client.errors import ApiError
+    from hwb_client.settings import load_settings
+
+    lab = make_lab([PRIMARY])
+    small_school(lab.schools[0].mis_path, "6612001").close()
+    settings = load_settings(lab.config_path)
+    old = load_signing_key(settings.signing_key_path(settings.schools[0]))
+    result = lab.cli("rotate-key", "--school", "6612001")
+    assert result.returncode == 0, result.stderr
+    assert "signing key rotated" in result.stdout
+    assert lab.cli("--run-now").returncode == 0
+    stale = NationalApi(settings.api, signer=RequestSigner(old, key_id_for("6612001", old.public_key())))
+    try:
+        with pytest.raises(ApiError) as refused:
+            stale.status("6612001")
+        assert refused.value.status == 401
+    finally:
+        stale.close()

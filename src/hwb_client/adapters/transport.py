@@ -113,6 +113,14 @@ class NationalApi:
             "POST", f"/v1/schools/{dfes_number}/run-reports", json_body=report, what="run report"
         )
 
+    def add_key(self, dfes_number: str, public_key_b64: str) -> dict[str, Any]:
+        """Register a new signing key, signed by a current one (key rotation)."""
+        body = {"public_key": public_key_b64}
+        return dict(self._call("POST", f"/v1/schools/{dfes_number}/keys", json_body=body, what="key").body)
+
+    def retire_key(self, dfes_number: str, key_id: str) -> None:
+        self._call("DELETE", f"/v1/schools/{dfes_number}/keys/{key_id}", what="key retirement")
+
     def manifest(self, dfes_number: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/schools/{dfes_number}/manifest", what="manifest").body)
 
