@@ -7,6 +7,7 @@ its reason. Raw UPNs live only inside this function's locals; what comes out car
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -116,18 +117,29 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
     b = _Builder()
     snap = b.snapshot
     learner_hash: dict[str, str] = {}  # normalised UPN -> upn_hash, for memberships (memory only)
+    parsed_upns: dict[object, str] = {}  # MIS value -> normalised permanent UPN (memory only)
+
+    def parse_upn(value: object) -> str:
+        """``validate.parse_upn``, remembered: each learner's UPN comes back in every membership."""
+        try:
+            return parsed_upns[value]
+        except (KeyError, TypeError):
+            upn = v.parse_upn(value)  # raises Invalid for a UPN that cannot be used (not remembered)
+        with contextlib.suppress(TypeError):
+            parsed_upns[value] = upn
+        return upn
 
     for index, row in enumerate(rows.learners, start=1):
         snap.rows_read[Kind.LEARNER] += 1
         try:
-            upn = v.parse_upn(row.get("upn"))
+            upn = parse_upn(row.get("upn"))
         except Invalid as exc:
             b.hold(Kind.LEARNER, index, row, exc.reason)
             continue
         upn_hash = learner_hash.get(upn) or hasher(upn)
         learner_hash[upn] = upn_hash
         try:
-            valid = v.learner(row, today)
+            valid = v.learner(row, today, upn_parser=parse_upn)
         except Invalid as exc:
             b.hold(Kind.LEARNER, index, row, exc.reason, upn_hash)
             continue
@@ -201,43 +213,49 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
 
     held_staff = {key for kind, key in snap.held_keys if kind is Kind.STAFF}
     held_groups = {key for kind, key in snap.held_keys if kind is Kind.GROUP}
+    # Memberships are most of a school's rows: the per-kind tables are looked up once, not per row.
+    staff_entries, group_entries = snap.entries[Kind.STAFF], snap.entries[Kind.GROUP]
+    membership_entries = snap.entries[Kind.MEMBERSHIP]
+    member_entries = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: staff_entries}
+    learner, membership = Kind.LEARNER, Kind.MEMBERSHIP
+    read = 0
     for index, row in enumerate(rows.memberships, start=1):
-        snap.rows_read[Kind.MEMBERSHIP] += 1
+        read = index
         try:
-            valid_member = v.membership(row)
+            valid_member = v.membership(row, upn_parser=parse_upn)
         except Invalid as exc:
             reason = exc.reason
             if reason.value.startswith("upn_"):
                 reason = Reason.MEMBER_HELD_BACK
-            b.hold(Kind.MEMBERSHIP, index, row, reason)
+            b.hold(membership, index, row, reason)
             continue
-        if valid_member.member_kind is Kind.LEARNER:
+        member_kind = valid_member.member_kind
+        if member_kind is learner:
             member_key = learner_hash.get(valid_member.member_ref)
         else:
-            known_staff = (
-                valid_member.member_ref in snap.entries[Kind.STAFF] or valid_member.member_ref in held_staff
-            )
+            known_staff = valid_member.member_ref in staff_entries or valid_member.member_ref in held_staff
             member_key = valid_member.member_ref if known_staff else None
         if member_key is None:
-            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_UNKNOWN)
+            b.hold(membership, index, row, Reason.MEMBER_UNKNOWN)
             continue
         record = wire_record(
-            Kind.MEMBERSHIP,
+            membership,
             {
                 "group_id": valid_member.group_id,
-                "member_kind": valid_member.member_kind.value,
+                "member_kind": "learner" if member_kind is learner else "staff",
                 "member_key": member_key,
             },
         )
-        key = record_key(Kind.MEMBERSHIP, record)
-        if member_key not in snap.entries[valid_member.member_kind]:
-            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_HELD_BACK, key)
+        key = record_key(membership, record)
+        if member_key not in member_entries[member_kind]:
+            b.hold(membership, index, row, Reason.MEMBER_HELD_BACK, key)
             continue
-        if valid_member.group_id not in snap.entries[Kind.GROUP]:
+        if valid_member.group_id not in group_entries:
             reason = Reason.MEMBER_HELD_BACK if valid_member.group_id in held_groups else Reason.GROUP_UNKNOWN
-            b.hold(Kind.MEMBERSHIP, index, row, reason, key if reason is Reason.MEMBER_HELD_BACK else None)
+            b.hold(membership, index, row, reason, key if reason is Reason.MEMBER_HELD_BACK else None)
             continue
-        if key in snap.entries[Kind.MEMBERSHIP]:
+        if key in membership_entries:
             continue  # the same membership listed twice is one membership
-        snap.entries[Kind.MEMBERSHIP][key] = Entry(Kind.MEMBERSHIP, key, record, record_digest(record), False)
+        membership_entries[key] = Entry(membership, key, record, record_digest(record), False)
+    snap.rows_read[membership] += read
     return snap

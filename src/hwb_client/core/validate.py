@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -209,8 +209,10 @@ class ValidMembership:
     member_ref: str  # a normalised UPN (learners) or a staff code; the UPN is hashed before sending
 
 
-def learner(row: Mapping[str, object], today: dt.date) -> ValidLearner:
-    upn = parse_upn(row.get("upn"))
+def learner(
+    row: Mapping[str, object], today: dt.date, *, upn_parser: Callable[[object], str] = parse_upn
+) -> ValidLearner:
+    upn = upn_parser(row.get("upn"))
     forename = clean_text(row.get("legal_forename"), missing=Reason.LEGAL_FORENAME_MISSING)
     surname = clean_text(row.get("legal_surname"), missing=Reason.LEGAL_SURNAME_MISSING)
     dob = parse_date(
@@ -271,14 +273,21 @@ def group(row: Mapping[str, object]) -> ValidGroup:
     return ValidGroup(gid, name, group_type, year_group)
 
 
-def membership(row: Mapping[str, object]) -> ValidMembership:
+_LEARNER: Final = Kind.LEARNER.value
+_STAFF: Final = Kind.STAFF.value
+
+
+def membership(
+    row: Mapping[str, object], *, upn_parser: Callable[[object], str] = parse_upn
+) -> ValidMembership:
+    """``upn_parser`` is ``parse_upn`` or a memo of it (a school's memberships repeat each learner's UPN)."""
     gid = str(row.get("group_id") or "").strip()
     if not gid:
         raise Invalid(Reason.GROUP_ID_MISSING)
     kind_text = str(row.get("member_kind") or "").strip().lower()
-    if kind_text == Kind.LEARNER.value:
-        return ValidMembership(gid, Kind.LEARNER, parse_upn(row.get("upn")))
-    if kind_text == Kind.STAFF.value:
+    if kind_text == _LEARNER:
+        return ValidMembership(gid, Kind.LEARNER, upn_parser(row.get("upn")))
+    if kind_text == _STAFF:
         code = str(row.get("staff_code") or "").strip()
         if not code:
             raise Invalid(Reason.STAFF_CODE_MISSING)
