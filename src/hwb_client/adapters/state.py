@@ -180,10 +180,13 @@ class StateStore:
         index: dict[Kind, dict[str, Acknowledged]] = {kind: {} for kind in Kind}
         if self.schema_version == 0:
             return index
-        for kind, key, digest, status, year_group in self.db.execute(
-            "SELECT kind, key, digest, status, year_group FROM acknowledged"
-        ):
-            index[Kind(kind)][key] = Acknowledged(digest, status, year_group)
+        for kind in Kind:  # one range of the primary key per kind
+            index[kind] = {
+                key: Acknowledged(digest, status, year_group)
+                for key, digest, status, year_group in self.db.execute(
+                    "SELECT key, digest, status, year_group FROM acknowledged WHERE kind = ?", (kind.value,)
+                )
+            }
         return index
 
     def account_ids(self, kind: Kind) -> dict[str, str]:
