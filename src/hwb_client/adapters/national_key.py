@@ -1,7 +1,8 @@
 """The national UPN hashing key: a JSON file ``{"key_id": "...", "key": "<base64 of 32+ bytes>"}``.
 
 It is issued nationally and is the same for every school, so that learners match across schools. It is
-a secret: if the file is readable by other users the permissions are tightened with a warning.
+a secret: owner root and the service user's group (mode 0640) is right; if every user may read it, the
+client removes that access with a warning, or refuses to start when it may not.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import structlog
 
 from hwb_client.core.pseudonymise import UpnHasher
 from hwb_client.errors import KeyFileError
-from hwb_client.platform.files import readable_by_others, write_secret_file
+from hwb_client.platform.files import world_accessible, write_secret_file
 
 log = structlog.get_logger("hwb_client.keys")
 
@@ -31,9 +32,15 @@ def load_national_key(path: Path) -> UpnHasher:
         ) from None
     except OSError as exc:
         raise KeyFileError(f"client.national_key_file: cannot read {path} ({exc.strerror})") from None
-    if readable_by_others(path):
-        os.chmod(path, 0o600)
-        log.warning("key_file_permissions_fixed", file=str(path), mode="0600")
+    if world_accessible(path):
+        try:
+            path.chmod(path.stat().st_mode & 0o770)
+        except OSError:
+            raise KeyFileError(
+                f"client.national_key_file: {path} is readable by every user on this server; "
+                f"restrict it (chmod o-rwx {path}; owner root, group of the service user, mode 0640)"
+            ) from None
+        log.warning("key_file_permissions_fixed", file=str(path), removed="other users' access")
     try:
         data = json.loads(text)
         key = base64.b64decode(data["key"], validate=True)

@@ -43,8 +43,9 @@ def write_secret_file(path: Path, data: bytes) -> None:
     atomic_write(path, data, mode=0o600)
 
 
-def readable_by_others(path: Path) -> bool:
-    """True when group or other users may read ``path`` (always False on Windows: ACLs, not modes)."""
+def world_accessible(path: Path) -> bool:
+    """True when users outside the file's owner and group may read or write ``path`` (always False on
+    Windows, where ACLs rather than modes apply)."""
     if sys.platform == "win32":  # pragma: no cover
         return False
-    return bool(path.stat().st_mode & 0o077)
+    return bool(path.stat().st_mode & 0o007)
