@@ -1,0 +1,493 @@
+"""Benchmark: the provisioning client at LA (or national) scale, measured against the ODBC floor.
+
+    .venv/bin/python bench/run_bench.py                         # LA scale, PostgreSQL -> bench/results/la.json
+    .venv/bin/python bench/run_bench.py --db postgres --db sqlite --output /tmp/la.json
+    .venv/bin/python bench/run_bench.py --scale national         # all of Wales (long)
+
+One run, per database:
+
+1. generate the synthetic reference MIS (``hwb_synth``) and load it (``ANALYZE`` after loading on
+   PostgreSQL, as a live MIS has statistics);
+2. start a fresh sandbox national API in its own process and enrol every school;
+3. **floor**: in a fresh process, every school's four profile queries (the reference profile, the
+   ``dfes_number`` bound, the client's connection string), read through pyodbc into tuples and discarded,
+   one school after another;
+4. **full run**: ``hwb-client --run-now`` in a subprocess, every record new;
+5. **no-change run**: the same again, nothing changed in the MIS;
+6. **1 % change run**: ``hwb_synth.mutate.churn`` reloaded into the database (the floor is measured again
+   on the changed data), then ``--run-now``.
+
+For each run: wall seconds and the ratio to the floor; the client's CPU seconds and peak RSS (``wait4``
+on the client process); the sandbox's CPU seconds over the run (``/proc/PID/stat``) and its share of the
+wall time; batches, operations and gzip'd body bytes per operation (from the ``batch_acknowledged`` log
+events); the time the client spent waiting for the API. Results go to a JSON file and a table on stdout.
+Never personal data: counts and timings only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_RESULTS = REPO / "bench" / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: Targets from issue #6, as ratios of the floor (and MB for memory).
+TARGETS = {"no_change_run": 1.3, "churn_run": 1.5, "full_run": 3.0, "peak_rss_mb": 300}
+
+
+# ---------------------------------------------------------------------------------------------- the floor
+
+
+def floor_main(config_path: str, output: str) -> int:
+    """Read every enabled school's profile queries into tuples and discard them; write counts as JSON.
+
+    Runs in its own process (``run_bench.py _floor``) so it starts cold, as the client does."""
+    import pyodbc
+
+    from hwb_client.adapters.odbc_source import FETCH_ROWS, KINDS, load_profile
+    from hwb_client.settings import load_settings
+
+    started = time.perf_counter()
+    settings = load_settings(Path(config_path))
+    base = settings.config_path.parent if settings.config_path else None
+    rows: Counter[str] = Counter()
+    for school in settings.schools:
+        if not school.enabled:
+            continue
+        profile = load_profile(school.profile, base_dir=base)
+        connection = pyodbc.connect(school.connection_string(), autocommit=True, timeout=30)
+        try:
+            for kind in KINDS:
+                query = profile.query(kind)
+                cursor = connection.cursor()
+                cursor.execute(query.sql, *[school.dfes_number for _ in query.params])
+                while chunk := cursor.fetchmany(FETCH_ROWS):
+                    for row in chunk:
+                        tuple(row)
+                    rows[kind] += len(chunk)
+                cursor.close()
+        finally:
+            connection.close()
+    Path(output).write_text(
+        json.dumps({"rows": dict(rows), "read_seconds": time.perf_counter() - started}), encoding="utf-8"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Measured:
+    """One subprocess: wall time, its own CPU and peak RSS, and the sandbox's CPU meanwhile."""
+
+    seconds: float
+    exit_code: int
+    cpu_seconds: float
+    peak_rss_mb: float
+    sandbox_cpu_seconds: float
+
+
+def _proc_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process (all its threads) from /proc/PID/stat."""
+    if pid is None:
+        return 0.0
+    text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+
+
+#: Runs a command and reports its wall time, CPU and peak RSS. The client is started from this small
+#: process, not from the benchmark (which holds the generated data set): on Linux a child's ru_maxrss
+#: counts the memory of the process it was forked from, so forking from the benchmark would report
+#: the benchmark's size, not the client's.
+_LAUNCHER = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+code = subprocess.call(sys.argv[2:])
+seconds = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(sys.argv[1], "w") as out:
+    json.dump({"seconds": seconds, "exit_code": code, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+               "peak_rss_kib": usage.ru_maxrss}, out)
+"""
+
+
+def measure(command: Sequence[str], *, log: Path, sandbox_pid: int | None, env: dict[str, str]) -> Measured:
+    """Run ``command`` to completion (through the launcher); stdout and stderr go to ``log``."""
+    report = log.with_name(log.name + ".usage.json")
+    sandbox_before = _proc_cpu_seconds(sandbox_pid)
+    with log.open("ab") as out:
+        subprocess.run(
+            [sys.executable, "-S", "-c", _LAUNCHER, str(report), *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            check=True,
+        )
+    sandbox_cpu = _proc_cpu_seconds(sandbox_pid) - sandbox_before
+    usage = json.loads(report.read_text(encoding="utf-8"))
+    return Measured(
+        seconds=usage["seconds"],
+        exit_code=usage["exit_code"],
+        cpu_seconds=usage["cpu_seconds"],
+        peak_rss_mb=usage["peak_rss_kib"] / 1024,
+        sandbox_cpu_seconds=sandbox_cpu,
+    )
+
+
+def _events(log_file: Path, offset: int) -> list[dict[str, Any]]:
+    """The JSON log events the client wrote from ``offset`` on."""
+    events = []
+    with log_file.open("rb") as lines:
+        lines.seek(offset)
+        for line in lines:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+# ---------------------------------------------------------------------------------------------- the bench
+
+
+@dataclass
+class Target:
+    """Where one data set lives: its ODBC connection strings and how to (re)load it."""
+
+    kind: str
+    database: str  # a PostgreSQL database name or an SQLite file path
+
+    def connection_string(self) -> str:
+        from hwb_synth.load import odbc_connection_string
+
+        return odbc_connection_string(
+            "sqlite" if self.kind == "sqlite" else "postgres", database=self.database
+        )
+
+    def load(self, data: Any) -> float:
+        started = time.perf_counter()
+        if self.kind == "sqlite":
+            from hwb_synth.load import load_sqlite
+
+            load_sqlite(data, self.database)
+            return time.perf_counter() - started
+        from hwb_synth.dbservers import ServerSettings, ensure_database
+        from hwb_synth.load import load_server
+
+        settings = ServerSettings.from_env("postgres")
+        target = ensure_database(settings, self.database)
+        load_server(data, target)
+        import pyodbc
+
+        connection = pyodbc.connect(target.connection_string, autocommit=True)
+        try:
+            connection.execute("ANALYZE")
+        finally:
+            connection.close()
+        return time.perf_counter() - started
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
+        self.env.pop("HWB_CONFIG", None)
+        # The lab's short rehearsal timeouts are too short for a big school's first run.
+        self.env["HWB_API__READ_TIMEOUT_SECONDS"] = "120"
+        self.env["HWB_API__GIVE_UP_AFTER_SECONDS"] = "600"
+
+    def say(self, line: str) -> None:
+        if not self.args.quiet:
+            print(line, flush=True)
+
+    def run_database(self, kind: str, data: Any, churned: Any, schools: Sequence[Any]) -> dict[str, Any]:
+        from hwb_demo.lab import Lab, LabSchool
+        from hwb_sandbox.testing import SandboxProcess
+
+        root = self.work / kind
+        root.mkdir(parents=True)
+        database = (
+            str(root / "mis.sqlite3")
+            if kind == "sqlite"
+            else (self.args.database or f"hwb_bench_{self.args.scale}")
+        )
+        target = Target(kind, database)
+        result: dict[str, Any] = {"database": kind}
+        self.say(f"[{kind}] loading {data.counts()['learners']:,} learners ...")
+        result["load_seconds"] = round(target.load(data), 2)
+        connection = target.connection_string()
+
+        @dataclass
+        class BenchSchool(LabSchool):
+            @property
+            def odbc(self) -> str:
+                return connection
+
+        with SandboxProcess(root / "sandbox.sqlite3", start_timeout=60) as sandbox:
+            lab = Lab(
+                root / "lab",
+                [BenchSchool(s.dfes_number, s.name, Path(database)) for s in schools],
+                sandbox.url,
+            )
+            lab.root.mkdir()
+            lab.extra_config = self._batches_config()
+            lab.write_config(
+                schedule=f"max_concurrent_schools = {self.args.concurrency}\njitter_seconds = 0",
+            )
+            self.say(f"[{kind}] enrolling {len(schools)} schools ...")
+            self._enrol(lab, sandbox)
+            result["floor"] = self.floor(lab, "floor-1")
+            self.say(f"[{kind}] floor {result['floor']['seconds']:.2f} s")
+            for name in ("full_run", "no_change_run"):
+                result[name] = self.client_run(lab, sandbox, name, result["floor"]["seconds"])
+            self.say(f"[{kind}] loading the 1 % churn ...")
+            result["churn_load_seconds"] = round(target.load(churned.data), 2)
+            result["floor_after_churn"] = self.floor(lab, "floor-2")
+            result["churn_run"] = self.client_run(
+                lab, sandbox, "churn_run", result["floor_after_churn"]["seconds"]
+            )
+            result["sandbox_db_bytes"] = _size(sandbox.db_path) + _size(
+                sandbox.db_path.with_name(sandbox.db_path.name + "-wal")
+            )
+        result["state_db_bytes"] = sum(_size(p) for p in lab.state_dir.glob("*.sqlite3*"))
+        return result
+
+    def _batches_config(self) -> str:
+        lines = []
+        if self.args.gzip_level is not None or self.args.max_operations is not None:
+            lines.append("[batches]")
+            if self.args.gzip_level is not None:
+                lines.append(f"gzip_level = {self.args.gzip_level}")
+            if self.args.max_operations is not None:
+                lines.append(f"max_operations = {self.args.max_operations}")
+        return "\n".join(lines)
+
+    def _enrol(self, lab: Any, sandbox: Any) -> None:
+        """Enrol every school through the client's own ``enrol`` command, in this process (fast)."""
+        from hwb_client.cli import main as client_main
+
+        for school in lab.schools:
+            code = sandbox.issue_code(school.dfes_number, school.name)
+            answer = io.StringIO()
+            code_ = client_main(
+                ["--config", str(lab.config_path), "enrol", "--school", school.dfes_number, "--code", code],
+                answer,
+            )
+            if code_ != 0:
+                raise RuntimeError(f"enrolment of {school.dfes_number} failed (exit {code_})")
+
+    def floor(self, lab: Any, name: str) -> dict[str, Any]:
+        counts = self.work / f"{name}.json"
+        measured = measure(
+            [sys.executable, str(Path(__file__).resolve()), "_floor", str(lab.config_path), str(counts)],
+            log=self.work / f"{name}.log",
+            sandbox_pid=None,
+            env=self.env,
+        )
+        if measured.exit_code != 0:
+            raise RuntimeError(
+                f"the floor reader failed (exit {measured.exit_code}); see {self.work / name}.log"
+            )
+        report = json.loads(counts.read_text(encoding="utf-8"))
+        return {
+            "seconds": round(measured.seconds, 3),
+            "read_seconds": round(report["read_seconds"], 3),
+            "rows": report["rows"],
+            "cpu_seconds": round(measured.cpu_seconds, 3),
+            "peak_rss_mb": round(measured.peak_rss_mb, 1),
+        }
+
+    def client_run(self, lab: Any, sandbox: Any, name: str, floor_seconds: float) -> dict[str, Any]:
+        log_offset = _size(lab.log_file)
+        measured = measure(
+            [sys.executable, "-m", "hwb_client", "--config", str(lab.config_path), "--run-now"],
+            log=self.work / f"{name}.out",
+            sandbox_pid=sandbox.pid,
+            env=self.env,
+        )
+        if measured.exit_code not in (0, 1):
+            raise RuntimeError(f"{name}: hwb-client exited {measured.exit_code}; see {self.work / name}.out")
+        events = _events(lab.log_file, log_offset)
+        acknowledged = [e for e in events if e.get("event") == "batch_acknowledged"]
+        outcomes = Counter(str(e.get("outcome")) for e in events if e.get("event") == "run_finished")
+        operations = sum(int(e.get("operations", 0)) for e in acknowledged)
+        body_bytes = sum(int(e.get("body_bytes", 0)) for e in acknowledged)
+        api_seconds = sum(float(e.get("api_seconds", 0.0)) for e in acknowledged)
+        client_seconds = max(0.0, measured.seconds - measured.sandbox_cpu_seconds)
+        figures = {
+            "seconds": round(measured.seconds, 3),
+            "ratio_to_floor": round(measured.seconds / floor_seconds, 3),
+            "exit_code": measured.exit_code,
+            "outcomes": dict(outcomes),
+            "client_cpu_seconds": round(measured.cpu_seconds, 3),
+            "peak_rss_mb": round(measured.peak_rss_mb, 1),
+            "sandbox_cpu_seconds": round(measured.sandbox_cpu_seconds, 3),
+            "sandbox_share": round(measured.sandbox_cpu_seconds / measured.seconds, 3),
+            "seconds_without_sandbox": round(client_seconds, 3),
+            "ratio_to_floor_without_sandbox": round(client_seconds / floor_seconds, 3),
+            "api_wait_seconds": round(api_seconds, 3),
+            "batches": len(acknowledged),
+            "operations": operations,
+            "body_bytes": body_bytes,
+            "bytes_per_operation": round(body_bytes / operations, 1) if operations else None,
+        }
+        self.say(
+            f"  {name:<14} {figures['seconds']:8.2f} s  {figures['ratio_to_floor']:5.2f}x floor  "
+            f"(without sandbox CPU {figures['ratio_to_floor_without_sandbox']:.2f}x)  "
+            f"peak {figures['peak_rss_mb']:.0f} MB  {operations:,} ops in {len(acknowledged)} batches  "
+            f"{figures['bytes_per_operation'] or 0} B/op  sandbox CPU {figures['sandbox_cpu_seconds']:.1f} s"
+        )
+        return figures
+
+
+def _verdicts(result: dict[str, Any]) -> dict[str, Any]:
+    verdicts: dict[str, Any] = {}
+    for name in ("no_change_run", "churn_run", "full_run"):
+        figures = result[name]
+        ratio = figures["ratio_to_floor_without_sandbox" if name == "full_run" else "ratio_to_floor"]
+        verdicts[name] = {"target": TARGETS[name], "ratio": ratio, "met": ratio <= TARGETS[name]}
+    peak = max(result[name]["peak_rss_mb"] for name in ("full_run", "no_change_run", "churn_run"))
+    verdicts["peak_rss_mb"] = {
+        "target": TARGETS["peak_rss_mb"],
+        "value": peak,
+        "met": peak <= TARGETS["peak_rss_mb"],
+    }
+    return verdicts
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = [
+        f"{'database':<9} {'run':<14} {'seconds':>8} {'x floor':>8} {'x floor*':>9} {'peak MB':>8} "
+        f"{'ops':>8} {'B/op':>6} {'sandbox CPU':>11}"
+    ]
+    for kind, result in results.items():
+        floor = result["floor"]
+        lines.append(
+            f"{kind:<9} {'floor':<14} {floor['seconds']:8.2f} {1:8.2f} {'':>9} {floor['peak_rss_mb']:8.0f}"
+        )
+        for name in ("full_run", "no_change_run", "churn_run"):
+            f = result[name]
+            lines.append(
+                f"{kind:<9} {name:<14} {f['seconds']:8.2f} {f['ratio_to_floor']:8.2f} "
+                f"{f['ratio_to_floor_without_sandbox']:9.2f} {f['peak_rss_mb']:8.0f} {f['operations']:8,} "
+                f"{f['bytes_per_operation'] or 0:6} {f['sandbox_cpu_seconds']:10.1f}s"
+            )
+    lines.append("x floor* = (wall seconds - sandbox CPU seconds) / floor")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench/run_bench.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=("small", "la", "national"), default="la")
+    parser.add_argument(
+        "--db", action="append", choices=("postgres", "sqlite"), help="repeatable; default postgres"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--churn-share", type=float, default=0.01)
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="schedule.max_concurrent_schools (default 2)"
+    )
+    parser.add_argument("--gzip-level", type=int, help="batches.gzip_level (default: the client's)")
+    parser.add_argument("--max-operations", type=int, help="batches.max_operations (default: the client's)")
+    parser.add_argument("--database", help="PostgreSQL database name (default hwb_bench_SCALE; replaced)")
+    parser.add_argument("--output", type=Path, help="JSON results (default bench/results/SCALE.json)")
+    parser.add_argument("--work-dir", type=Path, help="keep the lab here (default: a temporary directory)")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_floor"]:
+        return floor_main(argv[1], argv[2])
+    args = _parser().parse_args(argv)
+    sys.path.insert(0, str(REPO / "src"))
+    from hwb_synth.generate import generate
+    from hwb_synth.mutate import churn
+    from hwb_synth.scales import schools_for
+
+    kinds = args.db or ["postgres"]
+    output = args.output or DEFAULT_RESULTS / f"{args.scale}.json"
+    today = dt.date.today()
+    academic_year = today.year if today.month >= 8 else today.year - 1
+    started = time.perf_counter()
+    schools = schools_for(args.scale, args.seed)
+    data = generate(args.seed, schools, academic_year=academic_year)
+    churned = churn(data, args.churn_share, seed=args.seed, today=today)
+    generate_seconds = time.perf_counter() - started
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="hwb-bench-"))
+    if args.work_dir and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, work)
+    bench.say(
+        f"{args.scale} scale, seed {args.seed}: "
+        + ", ".join(f"{v:,} {k}" for k, v in data.counts().items())
+        + f" (generated in {generate_seconds:.1f} s); work directory {work}"
+    )
+    results: dict[str, Any] = {}
+    try:
+        for kind in kinds:
+            results[kind] = bench.run_database(kind, data, churned, schools)
+            results[kind]["targets"] = _verdicts(results[kind])
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    summary = churned.summary
+    document = {
+        "command": "bench/run_bench.py " + shlex.join(argv),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "scale": args.scale,
+        "seed": args.seed,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "data": data.counts(),
+        "churn": {
+            "share": args.churn_share,
+            "learner_changes": summary.learner_changes,
+            "staff_changes": summary.staff_surname_changes + summary.staff_leavers + summary.staff_joiners,
+        },
+        "client": {"max_concurrent_schools": args.concurrency},
+        "targets": TARGETS,
+        "results": results,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    bench.say(_table(results))
+    bench.say(f"results written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
