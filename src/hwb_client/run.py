@@ -22,6 +22,7 @@ import structlog
 from hwb_client import __version__
 from hwb_client.adapters.national_key import load_national_key
 from hwb_client.adapters.odbc_source import MisSource, load_profile
+from hwb_client.adapters.signing import RequestSigner, key_id_for, load_signing_key
 from hwb_client.adapters.state import PendingBatch, StateStore, set_aside
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core import guard
@@ -125,8 +126,8 @@ def _open_state(settings: Settings, school: SchoolSettings, *, read_only: bool) 
         store.close()
 
 
-def _signer(settings: Settings, school: SchoolSettings) -> Any:
-    from hwb_client.adapters.signing import RequestSigner, key_id_for, load_signing_key
+def signer_for(settings: Settings, school: SchoolSettings) -> RequestSigner:
+    """The school's request signer, from its enrolled key file (``KeyFileError`` if missing or unsafe)."""
 
     key = load_signing_key(settings.signing_key_path(school))
     return RequestSigner(key, key_id_for(school.dfes_number, key.public_key()))
@@ -261,7 +262,7 @@ def run_school(
     if dry_run:
         return _dry_run(settings, school, run)
     with school_lock(settings.client.state_dir, school.dfes_number, wait_seconds=lock_wait_seconds):
-        signer = _signer(settings, school)
+        signer = signer_for(settings, school)
         with _open_state(settings, school, read_only=False) as state:
             api = NationalApi(settings.api, signer=signer, stop=stop)
             try:
