@@ -11,6 +11,7 @@ import gzip
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from hwb_client.core.model import Operation
 
@@ -24,8 +25,12 @@ def academic_year(today: dt.date) -> str:
     return f"{start}/{(start + 1) % 100:02d}"
 
 
+#: One encoder for every value (``json.dumps`` with options builds a new one per call).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -40,14 +45,23 @@ class Batch:
 
 def cut(operations: Sequence[Operation], *, max_operations: int, max_bytes: int) -> Iterator[list[Operation]]:
     """Group operations in order into chunks of at most ``max_operations`` and about ``max_bytes``."""
-    chunk: list[Operation] = []
+    for chunk in _cut_encoded(operations, max_operations=max_operations, max_bytes=max_bytes):
+        yield [operation for operation, _encoded in chunk]
+
+
+def _cut_encoded(
+    operations: Sequence[Operation], *, max_operations: int, max_bytes: int
+) -> Iterator[list[tuple[Operation, bytes]]]:
+    """``cut``, keeping each operation's JSON: every operation is encoded once, to size it and send it."""
+    chunk: list[tuple[Operation, bytes]] = []
     size = _ENVELOPE_BYTES
     for operation in operations:
-        op_size = len(_dumps(operation.to_wire())) + 1
+        encoded = _dumps(operation.to_wire())
+        op_size = len(encoded) + 1
         if chunk and (len(chunk) >= max_operations or size + op_size > max_bytes):
             yield chunk
             chunk, size = [], _ENVELOPE_BYTES
-        chunk.append(operation)
+        chunk.append((operation, encoded))
         size += op_size
     if chunk:
         yield chunk
@@ -68,22 +82,26 @@ def build_batches(
     batches: list[Batch] = []
     year = academic_year(today)
     for sequence, chunk in enumerate(
-        cut(operations, max_operations=max_operations, max_bytes=max_bytes), start=first_sequence
+        _cut_encoded(operations, max_operations=max_operations, max_bytes=max_bytes), start=first_sequence
     ):
         batch_id = new_id()
-        raw = _dumps(
+        # The body is {"batch_id":...,"upn_key_id":...,"operations":[...]}: the envelope encoded with an
+        # empty list, and the operations' JSON (already made by the cut) put inside the brackets.
+        envelope = _dumps(
             {
                 "batch_id": batch_id,
                 "run_id": run_id,
                 "sequence": sequence,
                 "academic_year": year,
                 "upn_key_id": upn_key_id,
-                "operations": [op.to_wire() for op in chunk],
+                "operations": [],
             }
         )
+        assert envelope.endswith(b"[]}")
+        raw = envelope[:-2] + b",".join(encoded for _op, encoded in chunk) + b"]}"
         if gzip_level > 0:
             body, encoding = gzip.compress(raw, compresslevel=gzip_level, mtime=0), "gzip"
         else:
             body, encoding = raw, None
-        batches.append(Batch(batch_id, run_id, sequence, tuple(chunk), body, encoding))
+        batches.append(Batch(batch_id, run_id, sequence, tuple(op for op, _encoded in chunk), body, encoding))
     return batches
