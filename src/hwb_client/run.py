@@ -190,6 +190,24 @@ class _Run:
         ]
         return snapshot
 
+    def plan(
+        self, state: StateStore, snapshot: Snapshot | None = None
+    ) -> tuple[list[Operation], guard.GuardDecision]:
+        """Read the MIS (unless already read), diff against what was acknowledged, and ask the guard."""
+        snapshot = snapshot or self.read_snapshot()
+        acknowledged = state.acknowledged()
+        operations = diff(snapshot, acknowledged)
+        decision = guard.check(
+            snapshot,
+            operations,
+            acknowledged,
+            max_removal_share=self.settings.guard.max_removal_share,
+            min_removals=self.settings.guard.min_removals,
+            today=self.today,
+        )
+        self.result.counts = _count(operations)
+        return operations, decision
+
     def send(self, api: NationalApi, state: StateStore, batch: PendingBatch) -> None:
         if self.stop.is_set():
             raise Interrupted("stopped between batches; the rest is resent on the next run")
@@ -334,18 +352,7 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
         if state.needs_reconcile():
             run.reconcile(api, state)
 
-        snapshot = run.read_snapshot()
-        acknowledged = state.acknowledged()
-        operations = diff(snapshot, acknowledged)
-        decision = guard.check(
-            snapshot,
-            operations,
-            acknowledged,
-            max_removal_share=run.settings.guard.max_removal_share,
-            min_removals=run.settings.guard.min_removals,
-            today=run.today,
-        )
-        result.counts = _count(operations)
+        operations, decision = run.plan(state)
         failpoint("after_diff")
         if decision.blocked and not allow_mass_removal:
             result.guard_reasons = decision.reasons
@@ -403,17 +410,7 @@ def _dry_run(settings: Settings, school: SchoolSettings, run: _Run) -> RunResult
             result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
             result.finished_at = _utcnow()
             return result
-        acknowledged = state.acknowledged()
-        operations = diff(snapshot, acknowledged)
-        decision = guard.check(
-            snapshot,
-            operations,
-            acknowledged,
-            max_removal_share=settings.guard.max_removal_share,
-            min_removals=settings.guard.min_removals,
-            today=run.today,
-        )
-        result.counts = _count(operations)
+        operations, decision = run.plan(state, snapshot)
         result.guard_reasons = decision.reasons
         result.outcome = "blocked" if decision.blocked else ("partial" if result.held_back else "success")
         result.message = f"dry run: {len(operations)} change(s) would be sent; nothing was sent or changed"
