@@ -296,33 +296,31 @@ class StateStore:
         Returns the count per result status and refusal reason."""
         now = _now()
         tally: dict[str, int] = {}
+        removed: list[tuple[str, str]] = []
+        kept: list[tuple[str, str, str | None, str, str | None, Any, str]] = []
+        for (op, kind, key, digest, year_group), result in zip(batch.ops, results, strict=True):
+            status = str(result.get("status"))
+            tally[status] = tally.get(status, 0) + 1
+            if status == "refused":
+                reason = f"refused:{result.get('reason', 'unknown')}"
+                tally[reason] = tally.get(reason, 0) + 1
+                continue
+            if op is Op.REMOVE:
+                removed.append((kind.value, key))
+                continue
+            status_after = LEFT if op is Op.LEAVE else ACTIVE
+            kept.append((kind.value, key, digest, status_after, year_group, result.get("account_id"), now))
         with self.transaction():
-            for (op, kind, key, digest, year_group), result in zip(batch.ops, results, strict=True):
-                status = str(result.get("status"))
-                tally[status] = tally.get(status, 0) + 1
-                if status == "refused":
-                    reason = f"refused:{result.get('reason', 'unknown')}"
-                    tally[reason] = tally.get(reason, 0) + 1
-                    continue
-                if op is Op.REMOVE:
-                    self.db.execute("DELETE FROM acknowledged WHERE kind = ? AND key = ?", (kind.value, key))
-                    continue
-                self.db.execute(
-                    "INSERT INTO acknowledged (kind, key, digest, status, year_group, account_id, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET digest = excluded.digest, "
-                    "status = excluded.status, year_group = excluded.year_group, "
-                    "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
-                    "updated_at = excluded.updated_at",
-                    (
-                        kind.value,
-                        key,
-                        digest,
-                        LEFT if op is Op.LEAVE else ACTIVE,
-                        year_group,
-                        result.get("account_id"),
-                        now,
-                    ),
-                )
+            # Statements per batch, not per operation (a first run acknowledges thousands at a time).
+            self.db.executemany("DELETE FROM acknowledged WHERE kind = ? AND key = ?", removed)
+            self.db.executemany(
+                "INSERT INTO acknowledged (kind, key, digest, status, year_group, account_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET digest = excluded.digest, "
+                "status = excluded.status, year_group = excluded.year_group, "
+                "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
+                "updated_at = excluded.updated_at",
+                kept,
+            )
             self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch.batch_id,))
         return tally
 
