@@ -116,7 +116,9 @@ def clean_text(value: object, *, missing: Reason, max_length: int = MAX_NAME_LEN
     text = unicodedata.normalize("NFC", str(value)).strip()
     if not text:
         raise Invalid(missing)
-    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co"} for ch in text):
+    # isprintable() is False for every Cc/Cf/Cs/Co character (and for some harmless ones, such as a
+    # no-break space): the per-character check runs only for the rare name it does not clear.
+    if not text.isprintable() and any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co"} for ch in text):
         raise Invalid(Reason.TEXT_CONTROL_CHARACTERS)
     if len(text) > max_length:
         raise Invalid(Reason.TEXT_TOO_LONG)
