@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
+import gc
 import json
 import signal
 import sys
@@ -147,10 +148,20 @@ def _exit_code(results: Sequence[Any]) -> int:
     return code
 
 
+def _tune_gc_for_runs() -> None:
+    """A run builds hundreds of thousands of small dicts and records that live until its school is done;
+    with the default thresholds the cyclic collector rescans them over and over (about a sixth of an LA
+    run's CPU). Objects from start-up are frozen out of its way and it runs less often; cycles are
+    still collected."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     from hwb_client.run import run_school
 
     settings = _load(args)
+    _tune_gc_for_runs()
     schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
     stop = _stop_on_signals()
     printing = threading.Lock()
