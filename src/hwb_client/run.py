@@ -333,16 +333,19 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
     try:
         for stale in state.interrupted_runs():
             if stale != result.run_id:
-                state.finish_run(
-                    stale,
-                    {
-                        "run_id": stale,
-                        "outcome": "failed",
-                        "finished_at": _utcnow(),
-                        "message": "the run was cut off (process stopped)",
-                    },
-                )
-                state.mark_reported(stale)
+                # One transaction: killed between the two, the cut-off run's partial report (not a valid
+                # run report) would be queued for delivery, refused with 422, and fail every later run.
+                with state.transaction():
+                    state.finish_run(
+                        stale,
+                        {
+                            "run_id": stale,
+                            "outcome": "failed",
+                            "finished_at": _utcnow(),
+                            "message": "the run was cut off (process stopped)",
+                        },
+                    )
+                    state.mark_reported(stale)
         pending = state.pending_batches()
         for batch in pending:
             run.send(api, state, batch)
