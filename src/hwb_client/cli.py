@@ -83,9 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    logs.configure(
-        fmt=settings.client.log_format, level=settings.client.log_level, log_file=settings.client.log_file
-    )
+    try:
+        logs.configure(
+            fmt=settings.client.log_format, level=settings.client.log_level, log_file=settings.client.log_file
+        )
+    except (OSError, ValueError) as exc:  # a directory, no permission, a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"client.log_file: cannot write the log file {settings.client.log_file!s} ({reason}); "
+            "give a file path the service user may write, or remove the setting"
+        ) from None
     return settings
 
 
