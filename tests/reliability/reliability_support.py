@@ -247,11 +247,12 @@ _HEXISH = re.compile(r"^[0-9a-fA-F:]+$")
 
 
 def distinctive(value: object) -> str | None:
-    """A value worth scanning for: long enough not to occur by chance in hex digests or JSON keys."""
+    """A value worth scanning for: long enough not to occur by chance in JSON keys or, when it could be
+    hexadecimal (a UPN whose check letter is A-F is), in the digests and ids of a state database."""
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if len(value) < 6 or _HEXISH.match(value):
+    if len(value) < 6 or (_HEXISH.match(value) and len(value) < 12):
         return None
     return value
 
@@ -279,6 +280,52 @@ def mis_secrets(path: Path, *, below_id: int = 90000) -> set[str]:
     finally:
         db.close()
     return found
+
+
+def _key_material(lab: RLab) -> set[str]:
+    found: set[str] = set()
+    for pem in (lab.root / "state" / "keys").glob("*.pem"):
+        lines = pem.read_text().splitlines()
+        found.update(line for line in lines if line and not line.startswith("-----"))
+    national_key = lab.lab.national_key_file
+    if national_key.exists():
+        found.add(re.search(r'"key": "([^"]+)"', national_key.read_text()).group(1))  # type: ignore[union-attr]
+    return found
+
+
+def privacy_scan(lab: RLab) -> tuple[int, int]:
+    """Fail if any personal datum or secret of the lab appears where it must not; return (files, values)."""
+    secrets = {s for s in map(distinctive, lab.secrets) if s} | _key_material(lab)
+    for school in lab.schools:
+        secrets |= mis_secrets(school.mis_path)
+    mis_files = {s.mis_path.resolve() for s in lab.schools}
+    blobs: dict[str, bytes] = {}
+    for path in lab.root.rglob("*"):
+        if not path.is_file() or path.resolve() in mis_files or path.name.startswith("mis-"):
+            continue
+        if path.suffix in {".pem", ".key", ".toml", ".sql"} or path.name == "national-key.json":
+            continue  # the secrets themselves, and the configuration and profiles the LA wrote
+        blobs[str(path.relative_to(lab.root))] = path.read_bytes()
+    for i, run in enumerate(lab.runs):
+        blobs[f"run {i} {' '.join(run.args)} stderr"] = run.stderr.encode()
+        if "--dry-run" not in run.args:  # the dry-run plan names held-back records on purpose
+            blobs[f"run {i} {' '.join(run.args)} stdout"] = run.stdout.encode()
+    for school in lab.schools:
+        db = sqlite3.connect(f"file:{lab.sandbox.db_path}?mode=ro", uri=True)
+        try:
+            reports = db.execute(
+                "SELECT report_json FROM run_reports WHERE dfes_number = ?", (school.dfes_number,)
+            ).fetchall()
+        finally:
+            db.close()
+        blobs[f"sandbox run reports {school.dfes_number}"] = "\n".join(r[0] for r in reports).encode()
+    if lab.sandbox.log_path.exists():
+        blobs["sandbox log"] = lab.sandbox.log_path.read_bytes()
+    leaks = sorted(
+        {(where, secret) for where, blob in blobs.items() for secret in secrets if secret.encode() in blob}
+    )
+    assert not leaks, f"personal data or secrets leaked: {leaks[:10]}"
+    return len(blobs), len(secrets)
 
 
 # -- the sandbox's own ledger (read only) ----------------------------------------------------------------
