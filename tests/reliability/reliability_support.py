@@ -403,6 +403,13 @@ def churn(mis: Mis, *, joiners: int = 25, first_new: int = 500) -> None:
     mis.commit()
 
 
+def said(run: CliRun, limit: int = 110) -> str:
+    """The run's one-line result message without the school prefix, shortened for a report figure."""
+    line = run.stdout.split(" - ", 1)[-1].splitlines()[0] if run.stdout else run.stderr.strip()
+    line = re.sub(r"^school \d{7}: ", "", line)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def counted(operations: Iterable[Operation]) -> dict[str, int]:
     out: dict[str, int] = {}
     for op in operations:

@@ -77,8 +77,8 @@ def test_a_corrupted_state_database_is_set_aside_and_rebuilt_without_duplicates(
 
 
 def test_state_lost_with_batches_waiting_is_rebuilt_and_each_change_is_applied_once(rlab, scenario):
-    """Killed after freezing its batches, then the state database is lost with the outbox in it: the
-    rebuilt state plus a fresh diff sends every change once."""
+    """Killed mid-push (one batch of four acknowledged), then the state database is lost with the rest
+    of the outbox in it: the state rebuilt from the manifest plus a fresh diff sends every change once."""
     lab, _, _, _ = _provisioned(rlab)
     mis = Mis(lab.schools[0].mis_path, lab.dfes)
     churn(mis)

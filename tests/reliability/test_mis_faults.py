@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 import pyodbc
-from reliability_support import RLab, ledger, run_reports
+from reliability_support import RLab, ledger, run_reports, said
 
 from hwb_synth.dbservers import ServerDatabase
 from hwb_synth.generate import SchoolSpec, generate
@@ -91,7 +91,7 @@ def test_mis_database_down_before_the_run_fails_it_with_exit_4_and_removes_nothi
     back = lab.run_now()
     assert back.returncode in {0, 1} and "0 change(s) sent" in back.stdout
     lab.assert_sandbox_matches_mis()
-    scenario.figures.update({"records kept": len(before), "message": down.stdout.split(" - ", 1)[1][:90]})
+    scenario.figures.update({"records kept": len(before), "message": said(down)})
 
 
 def test_connection_lost_mid_fetch_fails_the_run_with_exit_4_and_removes_nothing(
@@ -154,7 +154,7 @@ def test_connection_lost_mid_fetch_fails_the_run_with_exit_4_and_removes_nothing
         {
             "rows in the query": padding + 30,
             "terminated during": killed[0].split()[0].upper() + " " + killed[0].split()[1],
-            "message": lost.stdout.split(" - ", 1)[1].split(":")[0][:80],
+            "message": said(lost),
             "records kept": len(before),
         }
     )
@@ -173,7 +173,7 @@ def test_a_query_that_errors_fails_the_run_with_exit_4_naming_the_query(rlab, sc
     assert "the staff query failed" in failed.stdout and "mis_staff_archive" in failed.stdout
     assert "Traceback" not in failed.stderr
     _nothing_removed(lab, before, batches)
-    scenario.figures["message"] = failed.stdout.split(" - ", 1)[1][:100]
+    scenario.figures["message"] = said(failed)
 
 
 def test_a_profile_mapping_a_column_the_query_does_not_return_fails_with_exit_4_naming_it(rlab, scenario):
@@ -191,7 +191,7 @@ def test_a_profile_mapping_a_column_the_query_does_not_return_fails_with_exit_4_
     assert "the learners query returned no column 'date_of_birth'" in failed.stdout
     assert "Traceback" not in failed.stderr
     _nothing_removed(lab, before, batches)
-    scenario.figures["message"] = failed.stdout.split(" - ", 1)[1][:100]
+    scenario.figures["message"] = said(failed)
 
 
 def test_a_profile_not_mapping_a_required_field_stops_with_exit_3_before_reading(rlab, scenario):
@@ -203,6 +203,7 @@ def test_a_profile_not_mapping_a_required_field_stops_with_exit_3_before_reading
     assert "[learners.columns] must map legal_surname" in failed.stdout + failed.stderr
     assert lab.cli("check-config").returncode == 3
     assert lab.manifest() == before and len(ledger(lab.sandbox, lab.dfes)) == batches
+    scenario.figures["message"] = said(failed, 140)
 
 
 def test_an_empty_learner_result_is_blocked_with_exit_6_and_removes_nothing(rlab, scenario):

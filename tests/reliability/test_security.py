@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
+from packaging.requirements import Requirement  # installed with pytest
 from reliability_support import ledger, privacy_scan, run_reports
 
 from mis_builder import Mis, small_school, upn
