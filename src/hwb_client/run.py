@@ -29,7 +29,7 @@ from hwb_client.core import guard
 from hwb_client.core.batches import Batch, build_batches
 from hwb_client.core.diff import ACTIVE, LEFT, diff
 from hwb_client.core.model import Kind, Op, Operation
-from hwb_client.core.snapshot import Snapshot, SourceRows, build_snapshot
+from hwb_client.core.snapshot import RowFingerprints, Snapshot, SourceRows, build_snapshot
 from hwb_client.errors import (
     ApiError,
     HwbClientError,
@@ -133,6 +133,12 @@ def signer_for(settings: Settings, school: SchoolSettings) -> RequestSigner:
     return RequestSigner(key, key_id_for(school.dfes_number, key.public_key()))
 
 
+def _fingerprints(state: StateStore, context: str) -> RowFingerprints | None:
+    if state.fingerprint_key is None:
+        return None
+    return RowFingerprints(state.fingerprint_key, context, state.known_fingerprints())
+
+
 def _with_failpoint(rows: Iterator[dict[str, object]]) -> Iterator[dict[str, object]]:
     for index, row in enumerate(rows):
         if index == 1:
@@ -157,8 +163,9 @@ class _Run:
         self.today = today
         self.dfes = school.dfes_number
         self.log = log.bind(dfes=self.dfes, run_id=result.run_id)
+        self.snapshot = Snapshot()
 
-    def read_snapshot(self) -> Snapshot:
+    def read_snapshot(self, state: StateStore) -> Snapshot:
         profile_base = self.settings.config_path.parent if self.settings.config_path else None
         profile = load_profile(self.school.profile, base_dir=profile_base)
         hasher = load_national_key(self.settings.client.national_key_file)
@@ -174,6 +181,7 @@ class _Run:
                 ),
                 hasher,
                 self.today,
+                _fingerprints(state, f"{hasher.key_id}|{profile.profile.name}"),
             )
         finally:
             source.close()
@@ -194,7 +202,8 @@ class _Run:
         self, state: StateStore, snapshot: Snapshot | None = None
     ) -> tuple[list[Operation], guard.GuardDecision]:
         """Read the MIS (unless already read), diff against what was acknowledged, and ask the guard."""
-        snapshot = snapshot or self.read_snapshot()
+        snapshot = snapshot or self.read_snapshot(state)
+        self.snapshot = snapshot
         acknowledged = state.acknowledged()
         operations = diff(snapshot, acknowledged)
         decision = guard.check(
@@ -379,6 +388,8 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
             run.send(api, state, batch)
             result.batches += 1
             failpoint("mid_push")
+        bound = state.remember_fingerprints(run.snapshot)
+        run.log.info("fingerprints_remembered", records=bound)
         sent = sum(len(b.ops) for b in frozen)
         held = sum(result.held_back.values())
         refused = sum(result.refused.values())
@@ -408,7 +419,7 @@ def _dry_run(settings: Settings, school: SchoolSettings, run: _Run) -> RunResult
     result = run.result
     with _open_state(settings, school, read_only=True) as state:
         try:
-            snapshot = run.read_snapshot()
+            snapshot = run.read_snapshot(state)
         except MisError as exc:
             result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
             result.finished_at = _utcnow()

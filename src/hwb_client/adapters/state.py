@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -28,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
 from hwb_client.core.model import Kind, Op
+from hwb_client.core.snapshot import Known, Snapshot
 from hwb_client.errors import StateError
 from hwb_client.platform.files import write_secret_file
 
@@ -50,6 +53,10 @@ MIGRATIONS: tuple[str, ...] = (
         op TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, digest TEXT, year_group TEXT,
         PRIMARY KEY (batch_id, idx)) WITHOUT ROWID;
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: row fingerprints (keyed BLAKE2b of the raw MIS row an acknowledged record was built from)
+    """
+    ALTER TABLE acknowledged ADD COLUMN fingerprint BLOB;
     """,
 )
 
@@ -86,6 +93,7 @@ class StateStore:
         self.db = connection
         self.path = path
         self._cipher = cipher
+        self.fingerprint_key: bytes | None = None
 
     # -- opening, migrations, integrity ------------------------------------------------------------
 
@@ -116,11 +124,15 @@ class StateStore:
             connection.close()
             raise StateError(f"school {dfes_number}: the state database {path} failed its integrity check")
         store = cls(connection, path, None)
+        secret: bytes | None = None
         if not read_only:
             store._migrate()
-            store._cipher = AESGCM(_outbox_key(key_path))
+            secret = _outbox_key(key_path)
         elif key_path.exists():
-            store._cipher = AESGCM(key_path.read_bytes())
+            secret = key_path.read_bytes()
+        if secret is not None:
+            store._cipher = AESGCM(secret)
+            store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()
         return store
 
     def _migrate(self) -> None:
@@ -188,6 +200,34 @@ class StateStore:
                 )
             }
         return index
+
+    def known_fingerprints(self) -> dict[bytes, Known]:
+        """Fingerprint -> the acknowledged record it produced (see ``core.snapshot``)."""
+        if self.schema_version < 2:
+            return {}
+        return {
+            fingerprint: Known(key, digest, status == LEFT, year_group)
+            for fingerprint, key, digest, status, year_group in self.db.execute(
+                "SELECT fingerprint, key, digest, status, year_group FROM acknowledged WHERE fingerprint IS NOT NULL"
+            )
+        }
+
+    def remember_fingerprints(self, snapshot: Snapshot) -> int:
+        """Bind each fully checked row's fingerprint to its acknowledged record, when the record is
+        exactly what was acknowledged (same digest); returns how many were bound."""
+        rows = [
+            (entry.fingerprint, kind.value, key, entry.digest)
+            for kind in Kind
+            for key, entry in snapshot.entries[kind].items()
+            if entry.fingerprint is not None
+        ]
+        if not rows:
+            return 0
+        with self.transaction():
+            cursor = self.db.executemany(
+                "UPDATE acknowledged SET fingerprint = ? WHERE kind = ? AND key = ? AND digest = ?", rows
+            )
+            return cursor.rowcount
 
     def account_ids(self, kind: Kind) -> dict[str, str]:
         return {

@@ -46,12 +46,14 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex) -> list[Operation]:
                 # left between two runs) has no account to release: nothing to send, for them or their classes.
                 never_sent_leavers.add((kind.value, key))
                 continue
-            if kind is Kind.MEMBERSHIP and (entry.record["member_kind"], entry.record["member_key"]) in (
-                never_sent_leavers
-            ):
+            record = entry.record
+            # a row recognised by its fingerprint is exactly what was acknowledged, so it never gets here
+            assert record is not None
+            member = (str(record.get("member_kind")), str(record.get("member_key")))
+            if kind is Kind.MEMBERSHIP and member in never_sent_leavers:
                 continue
             op = Op.LEAVE if entry.leaving else Op.UPSERT
-            changes.append(Operation(op, kind, key, entry.record, entry.digest))
+            changes.append(Operation(op, kind, key, record, entry.digest))
     removals: list[Operation] = []
     for kind in reversed(SEND_ORDER):
         current = snapshot.entries[kind]

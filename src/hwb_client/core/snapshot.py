@@ -3,18 +3,26 @@
 ``build_snapshot`` is pure: it takes the rows (any iterables, streamed from ODBC by the caller), the UPN
 hasher and today's date, and returns the wire records keyed per kind plus every held-back record with
 its reason. Raw UPNs live only inside this function's locals; what comes out carries ``upn_hash``.
+
+Unchanged rows take a short cut. Each acknowledged record remembers a *row fingerprint*: a keyed
+BLAKE2b of the raw MIS values it was built from (key local to the school, so it reveals nothing). A row
+whose fingerprint is known is the same row the national side already holds: its key and digest are
+reused and it is not validated, hashed or encoded again (the guard, duplicate detection and class
+membership checks still see it). Any other row takes the full path, which is the definition.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hwb_client.core import validate as v
 from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, wire_record
+from hwb_client.core.upn import normalise as normalise_upn
 from hwb_client.core.validate import HeldBack, Invalid, Reason
 
 Row = Mapping[str, object]
@@ -22,14 +30,41 @@ Row = Mapping[str, object]
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One record of the snapshot, ready to diff and send."""
+    """One record of the snapshot, ready to diff and send.
+
+    ``record`` is ``None`` for a row recognised by its fingerprint: it is exactly what was acknowledged,
+    so it is never sent. ``fingerprint`` is set for rows that took the full path, to be remembered."""
 
     kind: Kind
     key: str
-    record: WireRecord
+    record: WireRecord | None
     digest: str
     leaving: bool
     year_group: str | None = None
+    fingerprint: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What an acknowledged record's fingerprint stands for."""
+
+    key: str
+    digest: str
+    leaving: bool
+    year_group: str | None = None
+
+
+class RowFingerprints:
+    """Keyed fingerprints of raw MIS rows, and the acknowledged records they produced."""
+
+    def __init__(self, key: bytes, context: str, known: Mapping[bytes, Known] | None = None) -> None:
+        self._key = key[:64]
+        self._context = context.encode()
+        self.known: Mapping[bytes, Known] = known or {}
+
+    def __call__(self, kind: Kind, row: Row) -> bytes:
+        data = self._context + kind.value.encode() + repr(tuple(row.items())).encode()
+        return hashlib.blake2b(data, key=self._key, digest_size=16).digest()
 
 
 @dataclass
@@ -91,14 +126,17 @@ class _Builder:
         kind: Kind,
         index: int,
         row: Row,
-        record: WireRecord,
+        record: WireRecord | None,
         *,
         duplicate: Reason,
         leaving: bool = False,
         year_group: str | None = None,
+        fingerprint: bytes | None = None,
+        known: Known | None = None,
     ) -> None:
-        """Add a record; two MIS rows claiming the same identity are both held back."""
-        key = record_key(kind, record)
+        """Add a record (built, or ``known`` by its fingerprint); two MIS rows claiming the same
+        identity are both held back."""
+        key = known.key if known is not None else record_key(kind, record or {})
         entries = self.snapshot.entries[kind]
         if (kind, key) in self._duplicated or key in entries:
             if key in entries:
@@ -108,14 +146,25 @@ class _Builder:
                 self._duplicated.add((kind, key))
             self.hold(kind, index, row, duplicate, key)
             return
-        entries[key] = Entry(kind, key, record, record_digest(record), leaving, year_group)
+        if known is not None:
+            entries[key] = Entry(kind, key, None, known.digest, known.leaving, known.year_group)
+        else:
+            assert record is not None
+            entries[key] = Entry(kind, key, record, record_digest(record), leaving, year_group, fingerprint)
         self._first_rows[(kind, key)] = (index, row)
 
 
-def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.date) -> Snapshot:
+def build_snapshot(
+    rows: SourceRows,
+    hasher: Callable[[str], str],
+    today: dt.date,
+    fingerprints: RowFingerprints | None = None,
+) -> Snapshot:
     """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason."""
     b = _Builder()
     snap = b.snapshot
+    fingerprint = fingerprints or (lambda _kind, _row: None)
+    known = fingerprints.known if fingerprints is not None else {}
     learner_hash: dict[str, str] = {}  # normalised UPN -> upn_hash, for memberships (memory only)
     parsed_upns: dict[object, str] = {}  # MIS value -> normalised permanent UPN (memory only)
 
@@ -131,6 +180,12 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
 
     for index, row in enumerate(rows.learners, start=1):
         snap.rows_read[Kind.LEARNER] += 1
+        fp = fingerprint(Kind.LEARNER, row)
+        hit = known.get(fp) if fp is not None else None
+        if hit is not None:
+            learner_hash[normalise_upn(str(row.get("upn")))] = hit.key
+            b.add(Kind.LEARNER, index, row, None, known=hit, duplicate=Reason.UPN_DUPLICATE)
+            continue
         try:
             upn = parse_upn(row.get("upn"))
         except Invalid as exc:
@@ -163,10 +218,16 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
             leaving=valid.leaving_date is not None,
             year_group=valid.year_group,
             duplicate=Reason.UPN_DUPLICATE,
+            fingerprint=fp,
         )
 
     for index, row in enumerate(rows.staff, start=1):
         snap.rows_read[Kind.STAFF] += 1
+        fp = fingerprint(Kind.STAFF, row)
+        hit = known.get(fp) if fp is not None else None
+        if hit is not None:
+            b.add(Kind.STAFF, index, row, None, known=hit, duplicate=Reason.STAFF_CODE_DUPLICATE)
+            continue
         try:
             valid_staff = v.staff(row)
         except Invalid as exc:
@@ -190,10 +251,16 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
             record,
             leaving=valid_staff.leaving_date is not None,
             duplicate=Reason.STAFF_CODE_DUPLICATE,
+            fingerprint=fp,
         )
 
     for index, row in enumerate(rows.groups, start=1):
         snap.rows_read[Kind.GROUP] += 1
+        fp = fingerprint(Kind.GROUP, row)
+        hit = known.get(fp) if fp is not None else None
+        if hit is not None:
+            b.add(Kind.GROUP, index, row, None, known=hit, duplicate=Reason.GROUP_ID_DUPLICATE)
+            continue
         try:
             valid_group = v.group(row)
         except Invalid as exc:
@@ -209,7 +276,7 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
                 "year_group": valid_group.year_group,
             },
         )
-        b.add(Kind.GROUP, index, row, record, duplicate=Reason.GROUP_ID_DUPLICATE)
+        b.add(Kind.GROUP, index, row, record, duplicate=Reason.GROUP_ID_DUPLICATE, fingerprint=fp)
 
     held_staff = {key for kind, key in snap.held_keys if kind is Kind.STAFF}
     held_groups = {key for kind, key in snap.held_keys if kind is Kind.GROUP}
@@ -221,6 +288,16 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
     read = 0
     for index, row in enumerate(rows.memberships, start=1):
         read = index
+        fp = fingerprint(membership, row)
+        hit = known.get(fp) if fp is not None else None
+        if hit is not None:
+            group_id, member_kind_name, member_ref = hit.key.split("/", 2)
+            present = member_entries[learner if member_kind_name == "learner" else Kind.STAFF]
+            if member_ref in present and group_id in group_entries:
+                if hit.key not in membership_entries:
+                    membership_entries[hit.key] = Entry(membership, hit.key, None, hit.digest, False)
+                continue
+            # the member or the group is no longer sendable: the full path says why
         try:
             valid_member = v.membership(row, upn_parser=parse_upn)
         except Invalid as exc:
@@ -256,6 +333,6 @@ def build_snapshot(rows: SourceRows, hasher: Callable[[str], str], today: dt.dat
             continue
         if key in membership_entries:
             continue  # the same membership listed twice is one membership
-        membership_entries[key] = Entry(membership, key, record, record_digest(record), False)
+        membership_entries[key] = Entry(membership, key, record, record_digest(record), False, None, fp)
     snap.rows_read[membership] += read
     return snap
