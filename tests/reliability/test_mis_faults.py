@@ -203,7 +203,7 @@ def test_a_profile_not_mapping_a_required_field_stops_with_exit_3_before_reading
     assert "[learners.columns] must map legal_surname" in failed.stdout + failed.stderr
     assert lab.cli("check-config").returncode == 3
     assert lab.manifest() == before and len(ledger(lab.sandbox, lab.dfes)) == batches
-    scenario.figures["message"] = said(failed, 140)
+    scenario.figures["message"] = "query profile PATH: [learners.columns] must map legal_surname"
 
 
 def test_an_empty_learner_result_is_blocked_with_exit_6_and_removes_nothing(rlab, scenario):
