@@ -27,9 +27,9 @@ from hwb_client.adapters.state import PendingBatch, StateStore, set_aside
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core import guard
 from hwb_client.core.batches import Batch, build_batches
-from hwb_client.core.diff import ACTIVE, LEFT, diff
+from hwb_client.core.diff import ACTIVE, LEFT, AckIndex, diff
 from hwb_client.core.model import Kind, Op, Operation
-from hwb_client.core.snapshot import RowFingerprints, Snapshot, SourceRows, build_snapshot
+from hwb_client.core.snapshot import Known, RowFingerprints, Snapshot, SourceRows, build_snapshot
 from hwb_client.errors import (
     ApiError,
     HwbClientError,
@@ -133,10 +133,10 @@ def signer_for(settings: Settings, school: SchoolSettings) -> RequestSigner:
     return RequestSigner(key, key_id_for(school.dfes_number, key.public_key()))
 
 
-def _fingerprints(state: StateStore, context: str) -> RowFingerprints | None:
+def _fingerprints(state: StateStore, context: str, known: dict[bytes, Known]) -> RowFingerprints | None:
     if state.fingerprint_key is None:
         return None
-    return RowFingerprints(state.fingerprint_key, context, state.known_fingerprints())
+    return RowFingerprints(state.fingerprint_key, context, known)
 
 
 def _with_failpoint(rows: Iterator[dict[str, object]]) -> Iterator[dict[str, object]]:
@@ -164,12 +164,14 @@ class _Run:
         self.dfes = school.dfes_number
         self.log = log.bind(dfes=self.dfes, run_id=result.run_id)
         self.snapshot = Snapshot()
+        self.acknowledged: AckIndex = {}
 
     def read_snapshot(self, state: StateStore) -> Snapshot:
         profile_base = self.settings.config_path.parent if self.settings.config_path else None
         profile = load_profile(self.school.profile, base_dir=profile_base)
         hasher = load_national_key(self.settings.client.national_key_file)
         self.upn_key_id = hasher.key_id
+        self.acknowledged, known = state.index()
         source = MisSource.connect(self.school.connection_string(), self.dfes, profile)
         try:
             snapshot = build_snapshot(
@@ -181,7 +183,7 @@ class _Run:
                 ),
                 hasher,
                 self.today,
-                _fingerprints(state, f"{hasher.key_id}|{profile.profile.name}"),
+                _fingerprints(state, f"{hasher.key_id}|{profile.profile.name}", known),
             )
         finally:
             source.close()
@@ -204,7 +206,7 @@ class _Run:
         """Read the MIS (unless already read), diff against what was acknowledged, and ask the guard."""
         snapshot = snapshot or self.read_snapshot(state)
         self.snapshot = snapshot
-        acknowledged = state.acknowledged()
+        acknowledged = self.acknowledged
         operations = diff(snapshot, acknowledged)
         decision = guard.check(
             snapshot,

@@ -201,16 +201,24 @@ class StateStore:
             }
         return index
 
-    def known_fingerprints(self) -> dict[bytes, Known]:
-        """Fingerprint -> the acknowledged record it produced (see ``core.snapshot``)."""
+    def index(self) -> tuple[dict[Kind, dict[str, Acknowledged]], dict[bytes, Known]]:
+        """The acknowledged records per kind, and fingerprint -> the record it produced (see
+        ``core.snapshot``), in one pass over the table."""
         if self.schema_version < 2:
-            return {}
-        return {
-            fingerprint: Known(key, digest, status == LEFT, year_group)
-            for fingerprint, key, digest, status, year_group in self.db.execute(
-                "SELECT fingerprint, key, digest, status, year_group FROM acknowledged WHERE fingerprint IS NOT NULL"
-            )
-        }
+            return self.acknowledged(), {}
+        index: dict[Kind, dict[str, Acknowledged]] = {}
+        known: dict[bytes, Known] = {}
+        for kind in Kind:
+            records: dict[str, Acknowledged] = {}
+            for key, digest, status, year_group, fingerprint in self.db.execute(
+                "SELECT key, digest, status, year_group, fingerprint FROM acknowledged WHERE kind = ?",
+                (kind.value,),
+            ):
+                records[key] = Acknowledged(digest, status, year_group)
+                if fingerprint is not None:
+                    known[fingerprint] = Known(key, digest, status == LEFT, year_group)
+            index[kind] = records
+        return index, known
 
     def remember_fingerprints(self, snapshot: Snapshot) -> int:
         """Bind each fully checked row's fingerprint to its acknowledged record, when the record is

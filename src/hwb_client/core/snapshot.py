@@ -59,11 +59,17 @@ class RowFingerprints:
 
     def __init__(self, key: bytes, context: str, known: Mapping[bytes, Known] | None = None) -> None:
         self._key = key[:64]
-        self._context = context.encode()
+        self._context = context
+        self._prefixes: dict[tuple[Kind, tuple[str, ...]], bytes] = {}
         self.known: Mapping[bytes, Known] = known or {}
 
     def __call__(self, kind: Kind, row: Row) -> bytes:
-        data = self._context + kind.value.encode() + repr(tuple(row.items())).encode()
+        """BLAKE2b, keyed, of the context, the kind, the field names and the raw values' ``repr``."""
+        names = tuple(row)
+        prefix = self._prefixes.get((kind, names))
+        if prefix is None:
+            prefix = self._prefixes[(kind, names)] = repr((self._context, kind.value, names)).encode()
+        data = prefix + repr(tuple(row.values())).encode()
         return hashlib.blake2b(data, key=self._key, digest_size=16).digest()
 
 
