@@ -318,23 +318,36 @@ def _finish(run: _Run, state: StateStore, api: NationalApi) -> None:
 
 
 def _deliver_reports(run: _Run, state: StateStore, api: NationalApi) -> None:
-    result = run.result
     for row in state.unreported_runs():
         if row.report is None:
             continue
         try:
             failpoint("while_reporting")
             api.post_run_report(run.dfes, row.report)
-        except (ApiError, Interrupted) as exc:
-            run.log.warning("run_report_not_sent", report_run_id=row.run_id, error=str(exc))
-            if result.outcome in {"success", "partial"}:
-                # The national side cannot see this run: for the operator, it has not succeeded.
-                result.outcome, result.error_code = "failed", ApiError.exit_code
-                result.message += f"; the run report could not be delivered ({exc.message})"
-                state.finish_run(result.run_id, result.report())
+        except ApiError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in {401, 403, 408, 429}:
+                # Refused for good (the national side will never take these bytes): set it aside so
+                # that it does not hold every later report, and this run, hostage.
+                state.mark_reported(row.run_id)
+                run.log.error("run_report_refused", report_run_id=row.run_id, status=exc.status)
+                continue
+            _report_failed(run, state, exc)
+            return
+        except Interrupted as exc:
+            _report_failed(run, state, exc)
             return
         state.mark_reported(row.run_id)
         run.log.info("run_reported", report_run_id=row.run_id, outcome=row.outcome)
+
+
+def _report_failed(run: _Run, state: StateStore, exc: HwbClientError) -> None:
+    result = run.result
+    run.log.warning("run_report_not_sent", error=exc.message)
+    if result.outcome in {"success", "partial"}:
+        # The national side cannot see this run: for the operator, it has not succeeded.
+        result.outcome, result.error_code = "failed", ApiError.exit_code
+        result.message += f"; the run report could not be delivered ({exc.message})"
+        state.finish_run(result.run_id, result.report())
 
 
 def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_removal: bool) -> None:

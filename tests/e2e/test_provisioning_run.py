@@ -206,3 +206,21 @@ def test_rotating_the_signing_key_keeps_runs_working_and_retires_the_old_key(mak
         assert refused.value.status == 401
     finally:
         stale.close()
+
+
+def test_a_run_report_the_national_api_refuses_for_good_is_set_aside_and_does_not_fail_later_runs(make_lab):
+    lab = make_lab([PRIMARY])
+    small_school(lab.schools[0].mis_path, "6612001").close()
+    assert lab.cli("--run-now").returncode == 0
+    db = sqlite3.connect(lab.state_dir / "6612001.sqlite3")
+    bad = {"run_id": "not-a-uuid", "outcome": "exploded", "started_at": "x", "finished_at": "y"}
+    db.execute(
+        "INSERT INTO runs (run_id, started_at, finished_at, outcome, report, reported) VALUES (?,?,?,?,?,0)",
+        ("not-a-uuid", "x", "y", "exploded", json.dumps(bad)),
+    )
+    db.commit()
+    db.close()
+    result = lab.cli("--run-now")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "run_report_refused" in result.stderr
+    assert lab.cli("--run-now").returncode == 0

@@ -132,6 +132,22 @@ def load_profile(name_or_path: str, *, base_dir: Path | None = None) -> Profile:
     return profile
 
 
+#: SQLSTATE classes and driver phrases that mean the connection, not the query, failed.
+_CONNECTION_STATES = ("08", "HYT")
+_CONNECTION_PHRASES = ("server closed the connection", "connection", "terminating connection", "gone away")
+
+
+def _connection_lost(exc: pyodbc.Error) -> bool:
+    state = str(exc.args[0]) if exc.args else ""
+    text = " ".join(str(a) for a in exc.args).lower()
+    return (
+        state.startswith(_CONNECTION_STATES)
+        or (isinstance(exc, pyodbc.OperationalError) and any(p in text for p in _CONNECTION_PHRASES))
+        or "server closed the connection" in text
+        or "terminating connection" in text
+    )
+
+
 def _driver_message(exc: pyodbc.Error) -> str:
     # pyodbc errors carry (sqlstate, message); the message names the driver and the problem, never a
     # row value. Connection strings are never part of it.
@@ -187,6 +203,11 @@ class MisSource:
             try:
                 cursor.execute(query.sql, *params)
             except pyodbc.Error as exc:
+                if _connection_lost(exc):
+                    raise MisError(
+                        f"school {self.dfes_number}: the connection to the MIS failed while running the {kind} "
+                        f"query: {_driver_message(exc)}; nothing was sent, run again when the MIS is back"
+                    ) from None
                 raise ProfileError(
                     f"school {self.dfes_number}: the {kind} query failed: {_driver_message(exc)}; "
                     f"check [{kind}].sql in the query profile '{self.profile.profile.name}'"
