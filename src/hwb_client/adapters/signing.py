@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver, algorithms
 
 from hwb_client.errors import KeyFileError
+from hwb_client.platform.files import fsync_dir
 
 SIGNATURE_LABEL: Final = "hwb"
 NONCE_BYTES: Final = 18  # 24 URL-safe characters; the protocol asks for at least 16
@@ -208,22 +209,12 @@ def generate_signing_key(path: Path) -> Ed25519PrivateKey:
             os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite
         finally:
             tmp.unlink(missing_ok=True)
-        _sync_directory(parent)
+        fsync_dir(parent)
     except FileExistsError as exc:
         raise KeyFileError(f"signing key file {path} already exists; it was not replaced") from exc
     except OSError as exc:
         raise KeyFileError(f"cannot create signing key file {path}: {exc.strerror or exc}") from exc
     return key
-
-
-def _sync_directory(directory: Path) -> None:
-    if not _checks_posix_permissions():
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:

@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or link in ``directory`` durable (a no-op on Windows)."""
     if sys.platform == "win32":  # pragma: no cover - directories cannot be opened on Windows
         return
     fd = os.open(directory, os.O_RDONLY)
@@ -34,7 +35,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
