@@ -171,7 +171,7 @@ _AREA_ORDER = [
     "test_mis_faults",
     "test_lost_state",
     "test_properties",
-    "test_bad_input",
+    "test_hostile_input",
     "test_security",
 ]
 
