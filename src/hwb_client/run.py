@@ -46,6 +46,11 @@ log = structlog.get_logger("hwb_client.run")
 
 Outcome = Literal["success", "partial", "failed", "blocked"]
 
+#: Statuses that refuse a request's bytes for good (retrying the same body can never succeed): a batch or
+#: run report so refused is set aside. Authentication (401/403) and unknown schools (404) are not: they
+#: are fixed by a person, after which the same bytes are accepted.
+PERMANENTLY_REFUSED = frozenset({400, 409, 413, 415, 422})
+
 
 def _utcnow() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -227,7 +232,7 @@ class _Run:
         try:
             response = api.post_batch(self.dfes, batch.batch_id, batch.body, batch.content_encoding)
         except ApiError as exc:
-            if exc.status in {400, 409, 413, 415, 422}:
+            if exc.status in PERMANENTLY_REFUSED:
                 # The server will never take these bytes: drop the batch (state did not advance, so the
                 # next run's diff rebuilds what it held) rather than retrying it forever.
                 state.discard(batch.batch_id)
@@ -325,7 +330,7 @@ def _deliver_reports(run: _Run, state: StateStore, api: NationalApi) -> None:
             failpoint("while_reporting")
             api.post_run_report(run.dfes, row.report)
         except ApiError as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in {401, 403, 408, 429}:
+            if exc.status in PERMANENTLY_REFUSED:
                 # Refused for good (the national side will never take these bytes): set it aside so
                 # that it does not hold every later report, and this run, hostage.
                 state.mark_reported(row.run_id)

@@ -224,8 +224,9 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
         pem = path.read_bytes()
     except FileNotFoundError as exc:
         raise KeyFileError(
-            f"signing key file {path} does not exist; restore it from backup, or generate a new key and "
-            "enrol it with a new enrolment code"
+            f"signing key file {path} does not exist: this school is not enrolled on this server; run "
+            "`hwb-client enrol --school DFES --code CODE` with a one-time enrolment code (or restore the "
+            "key file from backup)"
         ) from exc
     except OSError as exc:
         raise KeyFileError(
