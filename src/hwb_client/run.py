@@ -7,14 +7,14 @@ and at the end, whatever happened, a run report to the national API and to the l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -28,7 +28,7 @@ from hwb_client.adapters.transport import NationalApi
 from hwb_client.core import guard
 from hwb_client.core.batches import Batch, build_batches
 from hwb_client.core.diff import ACTIVE, LEFT, AckIndex, diff
-from hwb_client.core.model import Kind, Op, Operation
+from hwb_client.core.model import Kind, Operation
 from hwb_client.core.snapshot import Known, RowFingerprints, Snapshot, SourceRows, build_snapshot
 from hwb_client.errors import (
     ApiError,
@@ -144,11 +144,16 @@ def _fingerprints(state: StateStore, context: str, known: dict[bytes, Known]) ->
     return RowFingerprints(state.fingerprint_key, context, known)
 
 
-def _with_failpoint(rows: Iterator[dict[str, object]]) -> Iterator[dict[str, object]]:
-    for index, row in enumerate(rows):
-        if index == 1:
-            failpoint("while_reading")
-        yield row
+def _with_failpoint(rows: SourceRows) -> SourceRows:
+    """The same streams, with the ``while_reading`` crash point after the first learner row."""
+
+    def learners() -> Iterator[Mapping[str, object]]:
+        for index, row in enumerate(rows.learners):
+            if index == 1:
+                failpoint("while_reading")
+            yield row
+
+    return dataclasses.replace(rows, learners=learners())
 
 
 class _Run:
@@ -180,12 +185,7 @@ class _Run:
         source = MisSource.connect(self.school.connection_string(), self.dfes, profile)
         try:
             snapshot = build_snapshot(
-                SourceRows(
-                    _with_failpoint(source.rows("learners")),
-                    source.rows("staff"),
-                    source.rows("groups"),
-                    source.rows("memberships"),
-                ),
+                _with_failpoint(source.source_rows()),
                 hasher,
                 self.today,
                 _fingerprints(state, f"{hasher.key_id}|{profile.profile.name}", known),
@@ -455,8 +455,4 @@ def _dry_run(settings: Settings, school: SchoolSettings, run: _Run) -> RunResult
     return result
 
 
-def state_path(settings: Settings, school: SchoolSettings) -> Path:
-    return settings.client.state_dir / f"{school.dfes_number}.sqlite3"
-
-
-__all__ = ["Op", "RunResult", "run_school", "state_path"]
+__all__ = ["RunResult", "run_school", "signer_for"]

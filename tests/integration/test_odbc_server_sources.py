@@ -13,7 +13,7 @@ import pytest
 from hwb_client.adapters.odbc_source import MisSource, load_profile
 from hwb_client.core.model import Kind
 from hwb_client.core.pseudonymise import UpnHasher
-from hwb_client.core.snapshot import SourceRows, build_snapshot
+from hwb_client.core.snapshot import build_snapshot
 from hwb_synth.generate import generate
 from hwb_synth.load import load_sqlite
 from hwb_synth.scales import small_schools
@@ -28,12 +28,7 @@ def read(connection_string: str):
     source = MisSource.connect(connection_string, SCHOOL, load_profile("reference"))
     try:
         return build_snapshot(
-            SourceRows(
-                source.rows("learners"),
-                source.rows("staff"),
-                source.rows("groups"),
-                source.rows("memberships"),
-            ),
+            source.source_rows(),
             HASHER,
             TODAY,
         )

@@ -26,7 +26,7 @@ from hwb_client.adapters.state import StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core.diff import diff
 from hwb_client.core.model import Kind, Operation
-from hwb_client.core.snapshot import Snapshot, SourceRows, build_snapshot
+from hwb_client.core.snapshot import Snapshot, build_snapshot
 from hwb_client.run import run_school
 from hwb_client.settings import load_settings
 from hwb_demo.lab import Lab, LabSchool
@@ -163,12 +163,7 @@ class RLab:
         source = MisSource.connect(school.connection_string(), dfes, profile)
         try:
             return build_snapshot(
-                SourceRows(
-                    source.rows("learners"),
-                    source.rows("staff"),
-                    source.rows("groups"),
-                    source.rows("memberships"),
-                ),
+                source.source_rows(),
                 hasher,
                 dt.date.today(),
             )

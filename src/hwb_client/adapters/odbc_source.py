@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 import pyodbc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hwb_client.core.snapshot import SourceRows
 from hwb_client.errors import ConfigError, MisError, ProfileError
 
 KindName = Literal["learners", "staff", "groups", "memberships"]
@@ -239,6 +240,12 @@ class MisSource:
         finally:
             with contextlib.suppress(pyodbc.Error):
                 cursor.close()
+
+    def source_rows(self) -> SourceRows:
+        """The school's four row streams, in the order ``core.snapshot.build_snapshot`` reads them."""
+        return SourceRows(
+            self.rows("learners"), self.rows("staff"), self.rows("groups"), self.rows("memberships")
+        )
 
     def close(self) -> None:
         with contextlib.suppress(pyodbc.Error):

@@ -327,10 +327,6 @@ class StateStore:
             return 0
         return int(self.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
-    def drop_outbox(self) -> int:
-        with self.transaction():
-            return self.db.execute("DELETE FROM outbox").rowcount
-
     def discard(self, batch_id: str) -> None:
         with self.transaction():
             self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch_id,))
