@@ -34,15 +34,23 @@ def _account(sandbox: SandboxProcess, dfes: str, key: str) -> dict[str, Any] | N
         store.close()
 
 
-def _active(sandbox: SandboxProcess, dfes: str, key: str) -> bool:
+def _held(sandbox: SandboxProcess, dfes: str, key: str) -> dict[str, Any]:
+    """The account row for ``key``, which the school must hold."""
     row = _account(sandbox, dfes, key)
     assert row is not None, f"no account for {key} at {dfes}"
-    return bool(row["account_active"])
+    return row
 
 
-def _v2_entry(school: SchoolClient, kind: str, key: str) -> dict[str, Any] | None:
+def _active(sandbox: SandboxProcess, dfes: str, key: str) -> bool:
+    return bool(_held(sandbox, dfes, key)["account_active"])
+
+
+def _v2_entry(school: SchoolClient, kind: str, key: str) -> dict[str, Any]:
+    """The school's protocol 2 manifest record for ``key``, which must be listed."""
     manifest = _ok(school.call("GET", f"/v1/schools/{school.dfes}/manifest", headers=V2))
-    return next((r for r in manifest["records"] if r["kind"] == kind and r["key"] == key), None)
+    entries: list[dict[str, Any]] = [r for r in manifest["records"] if r["kind"] == kind and r["key"] == key]
+    assert len(entries) == 1, f"{kind} {key} is not in the manifest"
+    return entries[0]
 
 
 def _clock_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -68,7 +76,6 @@ def test_upsert_with_a_future_leaving_date_stays_active_leaving_on_that_day(
 
     assert _active(sandbox, PRIMARY, pupil["upn_hash"])
     entry = _v2_entry(primary, "learner", pupil["upn_hash"])
-    assert entry is not None
     assert (entry["status"], entry["state"], entry["on_roll_until"]) == ("active", "leaving", "2027-07-22")
 
 
@@ -82,7 +89,7 @@ def test_v1_early_leave_with_a_future_date_is_active_until_the_clock_passes_it(
     _ok(primary.post_batch(batch(op("leave", "learner", dict(pupil, leaving_date="2027-05-20")))))
 
     assert _active(sandbox, PRIMARY, pupil["upn_hash"])
-    assert _account(sandbox, PRIMARY, pupil["upn_hash"])["state"] == "leaving"  # type: ignore[index]
+    assert _held(sandbox, PRIMARY, pupil["upn_hash"])["state"] == "leaving"
     assert _clock_cli(sandbox.db_path, "--set", "2027-05-20").returncode == 0
     assert _active(sandbox, PRIMARY, pupil["upn_hash"])
 
@@ -91,7 +98,6 @@ def test_v1_early_leave_with_a_future_date_is_active_until_the_clock_passes_it(
     assert moved.returncode == 0 and moved.stdout.strip() == "today: 2027-05-21 (set)"
     assert not _active(sandbox, PRIMARY, pupil["upn_hash"])
     entry = _v2_entry(primary, "learner", pupil["upn_hash"])  # read by the running server
-    assert entry is not None
     assert (entry["status"], entry["state"], entry["on_roll_until"]) == ("left", "left", "2027-05-20")
 
 
@@ -120,12 +126,12 @@ def test_year_6_leaver_stays_at_the_primary_until_31_august_and_is_matched_in_ye
     _ok(primary.post_batch(batch(op("leave", "learner", pupil))))
     sandbox.set_today(D("2027-08-30"))
     assert _active(sandbox, PRIMARY, pupil["upn_hash"])
-    assert _v2_entry(primary, "learner", pupil["upn_hash"])["on_roll_until"] == "2027-08-30"  # type: ignore[index]
+    assert _v2_entry(primary, "learner", pupil["upn_hash"])["on_roll_until"] == "2027-08-30"
 
     sandbox.set_today(D("2027-08-31"))
 
     assert not _active(sandbox, PRIMARY, pupil["upn_hash"])
-    assert _account(sandbox, PRIMARY, pupil["upn_hash"])["state"] == "left"  # type: ignore[index]
+    assert _held(sandbox, PRIMARY, pupil["upn_hash"])["state"] == "left"
     year_7 = dict(pupil, year_group="7", registration_group="7B", leaving_date=None)
     joined = _ok(secondary.post_batch(batch(op("upsert", "learner", year_7))))["results"][0]
     assert joined == {"index": 0, "status": "applied", "account_id": account_id}
@@ -144,7 +150,7 @@ def test_year_6_learner_admitted_by_the_secondary_before_31_august_is_the_same_a
 
     assert joined["results"][0]["account_id"] == account_id
     sandbox.set_today(D("2027-08-31"))
-    assert _account(sandbox, PRIMARY, pupil["upn_hash"])["state"] == "left"  # type: ignore[index]
+    assert _held(sandbox, PRIMARY, pupil["upn_hash"])["state"] == "left"
     assert _active(sandbox, SECONDARY, pupil["upn_hash"])
 
 
@@ -173,7 +179,7 @@ def test_staff_with_a_future_start_date_gets_an_account_now_starting_on_that_day
     assert row is not None and row["account_active"]
     assert (row["state"], row["starts_on"]) == ("starting", "2027-09-01")
     sandbox.set_today(D("2027-09-01"))
-    assert _account(sandbox, PRIMARY, "NEW9")["state"] == "active"  # type: ignore[index]
+    assert _held(sandbox, PRIMARY, "NEW9")["state"] == "active"
 
 
 def test_staff_early_leave_keeps_the_account_until_the_day_after(
@@ -202,7 +208,7 @@ def test_class_changes_from_2_june_are_flagged_not_passed_on(
     member = {"group_id": "5S", "member_kind": "learner", "member_key": pupil["upn_hash"]}
     sandbox.set_today(D("2027-06-01"))
     _ok(primary.post_batch(batch(op("upsert", "learner", pupil), op("upsert", "group", group))))
-    assert _v2_entry(primary, "group", "5S")["passed_on_to_classrooms"] is True  # type: ignore[index]
+    assert _v2_entry(primary, "group", "5S")["passed_on_to_classrooms"] is True
 
     sandbox.set_today(D("2027-06-02"))
     _ok(
@@ -211,16 +217,16 @@ def test_class_changes_from_2_june_are_flagged_not_passed_on(
         )
     )
 
-    assert _v2_entry(primary, "group", "5S")["passed_on_to_classrooms"] is False  # type: ignore[index]
-    assert _v2_entry(primary, "membership", member_key)["passed_on_to_classrooms"] is False  # type: ignore[index]
-    assert _v2_entry(primary, "learner", pupil["upn_hash"])["passed_on_to_classrooms"] is None  # type: ignore[index]
+    assert _v2_entry(primary, "group", "5S")["passed_on_to_classrooms"] is False
+    assert _v2_entry(primary, "membership", member_key)["passed_on_to_classrooms"] is False
+    assert _v2_entry(primary, "learner", pupil["upn_hash"])["passed_on_to_classrooms"] is None
     portal = requests.get(sandbox.url + "/portal", timeout=30).text
     row = next(line for line in portal.splitlines() if f"<td>{PRIMARY}</td>" in line)
     assert "2 recorded, not passed on to Teams, Google Classroom or Apple Classroom" in row
     assert "Sandbox today: 2027-06-02" in portal
 
     sandbox.set_today(D("2027-09-01"))  # the new academic year's classes are passed on
-    assert _v2_entry(primary, "group", "5S")["passed_on_to_classrooms"] is True  # type: ignore[index]
+    assert _v2_entry(primary, "group", "5S")["passed_on_to_classrooms"] is True
 
 
 # -- purge ---------------------------------------------------------------------------------------------------------
