@@ -3,7 +3,9 @@
 A learner is one account nationally, found by ``upn_hash``; a school's upsert links it, a leave or remove
 unlinks it, and an account linked to no school is inactive until an upsert anywhere reactivates it with
 the same ``account_id`` (the Year 6 -> Year 7 move). A staff account belongs to one school and staff code.
-The batch and its idempotency record are written in one transaction (``apply_batch``).
+A leave takes effect on the national calendar (``hwb_sandbox.calendar``): the record stays on roll until
+its ``released_on`` day, so an account is active exactly while some school record is on roll on the
+sandbox's today. The batch and its idempotency record are written in one transaction (``apply_batch``).
 """
 
 from __future__ import annotations

@@ -108,7 +108,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # 2: the national calendar. ``released_on`` is the first day a record is off roll at its school (a
     # leave's calendar release, or the day of a removal); ``changed_on`` the sandbox day of the record's
     # last applied change. Rows released before this migration keep their release day (the day they were
-    # last written), so nothing is reactivated or deactivated by the upgrade.
+    # last written), so nothing is reactivated or deactivated by the upgrade. From here on the accounts'
+    # ``active`` columns hold the state as of their last write; every read computes it for today instead
+    # (``ON_ROLL_SQL``), since a release or a purge happens when the clock passes its day.
     """
     ALTER TABLE school_records ADD COLUMN released_on TEXT;
     ALTER TABLE school_records ADD COLUMN changed_on TEXT;
