@@ -382,7 +382,8 @@ class SandboxApp:
     def on_manifest(self, request: Request, dfes: str) -> Response:
         school = self._school(dfes)
         self._verified(request, dfes, GET_COMPONENTS)
-        return json_response({"dfes_number": school.dfes_number, "records": self.store.manifest(dfes)})
+        records = self.store.manifest(dfes, protocol=national.protocol_version(request.headers.get("Hwb-Protocol")))
+        return json_response({"dfes_number": school.dfes_number, "records": records})
 
 
 def _public_key(value: str) -> bytes:

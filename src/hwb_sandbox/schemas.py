@@ -275,6 +275,21 @@ class ManifestRecord(_Model):
     digest: str
     status: Literal["active", "left"]
     account_id: str | None
+    # Protocol 2 (request header ``Hwb-Protocol: 2``): the national calendar as of the sandbox's today.
+    state: Literal["active", "starting", "leaving", "left"] | None = Field(
+        default=None, description="protocol 2: learners and staff: the state at the school today"
+    )
+    on_roll_until: IsoDate | None = Field(
+        default=None, description="protocol 2: the last day on roll, when known (leaving or left)"
+    )
+    starts_on: IsoDate | None = Field(
+        default=None, description="protocol 2: a staff start date still in the future"
+    )
+    passed_on_to_classrooms: bool | None = Field(
+        default=None,
+        description="protocol 2: groups and memberships: false for a change recorded from 2 June to"
+        " 31 August, not passed on to Teams, Google Classroom or Apple Classroom",
+    )
 
 
 class Manifest(_Model):
