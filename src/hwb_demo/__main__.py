@@ -61,8 +61,10 @@ EOY_FINISHED = dt.date(2026, 8, 7)  # end-of-year procedures finished (8 August 
 FIRST_DAY_OF_TERM = dt.date(2026, 9, 1)
 
 
-def run_now(lab: Lab, day: dt.date, *extra: str, quiet: bool = False) -> int:
-    """``hwb-client --run-now --as-of DAY``: a real run, dated (allowed against a sandbox on loopback)."""
+def run_now(lab: Lab, sandbox: SandboxProcess, day: dt.date, *extra: str, quiet: bool = False) -> int:
+    """``hwb-client --run-now --as-of DAY``: a real run, dated (allowed against a sandbox on loopback),
+    with the sandbox's national calendar set to the same day."""
+    sandbox.set_today(day)
     result = lab.cli("--run-now", "--as-of", day.isoformat(), *extra)
     if not quiet or result.returncode not in (0, 1):
         show(result.stdout)
@@ -93,6 +95,11 @@ def with_leaving_dates(data: MisData, rolled: MisData) -> MisData:
     return dataclasses.replace(data, learners=learners)
 
 
+def state(record: dict[str, str]) -> str:
+    """A record's state at the national side on its calendar's today (protocol 2), else its status."""
+    return record.get("state") or record["status"]
+
+
 def _counted(counts: Counter[str]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
 
@@ -102,10 +109,10 @@ def year6_state(lab: Lab, movers: tuple[str, ...] | list[str]) -> str:
     hasher = load_national_key(lab.national_key_file)
     keys = {hasher(upn) for upn in movers}
     primary = Counter(
-        r["status"] for k, r in learner_accounts(lab, DEMO_PRIMARY.dfes_number).items() if k in keys
+        state(r) for k, r in learner_accounts(lab, DEMO_PRIMARY.dfes_number).items() if k in keys
     )
     secondary = Counter(
-        r["status"] for k, r in learner_accounts(lab, DEMO_SECONDARY.dfes_number).items() if k in keys
+        state(r) for k, r in learner_accounts(lab, DEMO_SECONDARY.dfes_number).items() if k in keys
     )
     return f"Year 6 at the primary: {_counted(primary)}; at the secondary: {_counted(secondary)}"
 
@@ -166,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         show(dry.stdout)
 
         say(f"5. First run, {FIRST_RUN:%d %B %Y} (summer term 2025/26): every record is new")
-        run_now(lab, FIRST_RUN)
+        run_now(lab, sandbox, FIRST_RUN)
 
         say("6. Second run the next night with no MIS change: no batch is sent")
-        run_now(lab, FIRST_RUN + dt.timedelta(days=1))
+        run_now(lab, sandbox, FIRST_RUN + dt.timedelta(days=1))
         before = {s.dfes_number: learner_accounts(lab, s.dfes_number) for s in schools}
 
         say(f"7. {LEAVING_ENTERED:%d %B}: end-of-year procedures - the primary enters Year 6 leaving dates")
@@ -193,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             ).stdout.split("  held-back records")[0]
         )
         timeline: list[tuple[dt.date, str]] = [(LEAVING_ENTERED, "leaving dates entered")]
-        codes = [run_now(lab, LEAVING_ENTERED, quiet=True)]
+        codes = [run_now(lab, sandbox, LEAVING_ENTERED, quiet=True)]
 
         say("8. The summer on the schedule's own dates (hwb-client schedule), each run with --as-of")
         loaded_rollover = False
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 timeline.append(
                     (EOY_FINISHED, "end-of-year procedures finished: Year 7 admitted for September")
                 )
-            codes.append(run_now(lab, day, quiet=True))
+            codes.append(run_now(lab, sandbox, day, quiet=True))
             timeline.append((day, f"{run.rule}: " + year6_state(lab, summary.y6_movers)))
         show("\n".join(f"{day:%a %d %b %Y}  {what}" for day, what in timeline))
 
@@ -219,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             key = hasher(upn)
             old = primary_before.get(key, {}).get("account_id")
             new = secondary_after.get(key, {}).get("account_id")
-            left = primary_after.get(key, {}).get("status") == "left"
+            left = state(primary_after.get(key, {"status": ""})) == "left"
             if old and old == new and left:
                 matched += 1
             else:

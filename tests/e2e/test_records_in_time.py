@@ -22,23 +22,28 @@ def learner_record(lab, n):
     return records.get(key)
 
 
-def run(lab, day, *extra):
+def run(lab, day, *extra, sandbox=None):
+    if sandbox is not None:
+        sandbox.set_today(day)
     return lab.cli("--run-now", "--as-of", day.isoformat(), *extra)
 
 
-def test_a_leaving_date_60_days_ahead_keeps_the_learner_active_until_the_first_run_after_it(make_lab) -> None:
+def test_a_leaving_date_60_days_ahead_keeps_the_learner_active_until_the_first_run_after_it(
+    make_lab, sandbox
+) -> None:
+    """Both clocks move: the client's day with --as-of, the national calendar with the sandbox clock."""
     lab = make_lab([PRIMARY])
     mis = small_school(lab.schools[0].mis_path, "6612001")
     leaving = DAY + dt.timedelta(days=60)
     mis.execute("UPDATE mis_pupil SET leaving_date = ? WHERE pupil_id = 1", leaving.isoformat())
     mis.commit()
-    first = run(lab, DAY)
+    first = run(lab, DAY, sandbox=sandbox)
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"learner leaves on {(leaving + dt.timedelta(days=1)).isoformat()}: 1" in first.stdout
     assert learner_record(lab, 1)["status"] == "active"
-    on_the_day = run(lab, leaving)
+    on_the_day = run(lab, leaving, sandbox=sandbox)
     assert "0 change(s) sent" in on_the_day.stdout and learner_record(lab, 1)["status"] == "active"
-    after = run(lab, leaving + dt.timedelta(days=1))  # no MIS change in between
+    after = run(lab, leaving + dt.timedelta(days=1), sandbox=sandbox)  # no MIS change in between
     assert after.returncode == 0 and "learner leave=1" in after.stdout, after.stdout
     assert learner_record(lab, 1)["status"] == "left"
 
