@@ -359,7 +359,9 @@ class SandboxApp:
         self._school(dfes)
         _signer, body = self._verified(request, dfes, BODY_COMPONENTS)
         report = validate(RunReport, parse_json(decode_content(request, body)))
-        created, received_at = self.store.record_run_report(dfes, report.model_dump(mode="json"))
+        created, received_at = self.store.record_run_report(
+            dfes, report.model_dump(mode="json", exclude_unset=True)
+        )
         log_event("run_report_received", dfes=dfes, run_id=report.run_id, outcome=report.outcome, new=created)
         return json_response(
             {"run_id": report.run_id, "received_at": received_at}, status=201 if created else 200
@@ -382,7 +384,9 @@ class SandboxApp:
     def on_manifest(self, request: Request, dfes: str) -> Response:
         school = self._school(dfes)
         self._verified(request, dfes, GET_COMPONENTS)
-        records = self.store.manifest(dfes, protocol=national.protocol_version(request.headers.get("Hwb-Protocol")))
+        records = self.store.manifest(
+            dfes, protocol=national.protocol_version(request.headers.get("Hwb-Protocol"))
+        )
         return json_response({"dfes_number": school.dfes_number, "records": records})
 
 

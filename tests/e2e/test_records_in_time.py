@@ -58,7 +58,9 @@ def test_a_new_teacher_starting_in_september_is_sent_in_july_and_shown_as_starti
     assert run(lab, dt.date(2026, 7, 10)).returncode == 0
 
 
-def test_a_primary_of_40_losing_12_learners_is_held_with_the_defaults_and_its_dry_run_exits_6(make_lab) -> None:
+def test_a_primary_of_40_losing_12_learners_is_held_with_the_defaults_and_its_dry_run_exits_6(
+    make_lab,
+) -> None:
     lab = make_lab([PRIMARY])
     mis = small_school(lab.schools[0].mis_path, "6612001", learners=40)
     assert run(lab, DAY).returncode == 0

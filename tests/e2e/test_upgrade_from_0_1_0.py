@@ -24,7 +24,9 @@ def test_a_0_1_0_state_is_migrated_in_place_and_resends_only_its_pending_batch(t
     state_db = root / "lab" / "state" / f"{DFES}.sqlite3"
     before = sqlite3.connect(state_db)
     assert before.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
-    acknowledged = before.execute("SELECT kind, key, digest, status FROM acknowledged ORDER BY 1, 2").fetchall()
+    acknowledged = before.execute(
+        "SELECT kind, key, digest, status FROM acknowledged ORDER BY 1, 2"
+    ).fetchall()
     before.close()
     with SandboxProcess(root / "sandbox.sqlite3") as sandbox:
         lab = Lab(root / "lab", [LabSchool(DFES, NAME, root / "mis.sqlite3")], sandbox.url)
@@ -44,6 +46,8 @@ def test_a_0_1_0_state_is_migrated_in_place_and_resends_only_its_pending_batch(t
     assert after.execute("SELECT max(version) FROM schema_migrations").fetchone() == (len(MIGRATIONS),)
     kept = after.execute("SELECT kind, key, status FROM acknowledged ORDER BY 1, 2").fetchall()
     assert kept == [(kind, key, status) for kind, key, _digest, status in acknowledged]
-    assert after.execute("SELECT count(*) FROM acknowledged WHERE stable IS NULL AND kind = 'learner'").fetchone() == (0,)
+    assert after.execute(
+        "SELECT count(*) FROM acknowledged WHERE stable IS NULL AND kind = 'learner'"
+    ).fetchone() == (0,)
     after.close()
     assert sum(1 for r in records if r["kind"] == "learner" and r["status"] == "active") == 30

@@ -28,6 +28,8 @@ from hwb_client.settings import ApiSettings
 log = structlog.get_logger("hwb_client.transport")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The protocol version this client speaks (docs/protocol.md, "Changes in version 2"); absent means 1.
+PROTOCOL_VERSION = "2"
 
 
 class Signer(Protocol):
@@ -85,6 +87,7 @@ class NationalApi:
         self._sleep = sleep
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = f"hwb-client/{__version__}"
+        self.session.headers["Hwb-Protocol"] = PROTOCOL_VERSION
         self.session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
         if settings.proxy:
             self.session.proxies = {"http": settings.proxy, "https": settings.proxy}
