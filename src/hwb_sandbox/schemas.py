@@ -171,6 +171,7 @@ class OperationResult(_Model):
             "key_mismatch",
             "not_found",
             "upn_key_unknown",
+            "text_control_characters",
         ]
         | None
     ) = None

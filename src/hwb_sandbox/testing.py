@@ -38,12 +38,12 @@ class SandboxProcess:
         start_timeout: float = 20.0,
         stop_timeout: float = 10.0,
         serve_args: Sequence[str] = (),
-        ca_file: Path | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``serve_args`` are more ``serve`` options (``--tls-cert``...); ``ca_file`` verifies HTTPS."""
+        """``serve_args`` are more ``serve`` options (``--tls-cert``...); ``tls_context`` checks HTTPS."""
         self.db_path = Path(db_path)
         self.serve_args = tuple(serve_args)
-        self.ca_file = ca_file
+        self.tls_context = tls_context
         self.log_path = self.db_path.with_name(self.db_path.name + ".log")
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -104,10 +104,10 @@ class SandboxProcess:
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.start_timeout
-        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        health = self.url + "/healthz"
         while True:
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2, context=context) as response:  # noqa: S310 - our own sandbox's http(s) URL
+                with urllib.request.urlopen(health, timeout=2, context=self.tls_context) as response:  # noqa: S310 - our own sandbox's http(s) URL
                     if response.status == 200:
                         return
             except OSError:
