@@ -70,18 +70,16 @@ class _ProblemChannel(HTTPChannel):  # type: ignore[misc]  # waitress ships no t
 
     error_task_class = _ProblemErrorTask
     request_timeout: float = 60.0
+    _timed: object = None  # the request being timed (waitress makes a new parser object per request)
     _request_started = 0.0
 
-    def received(self, data: bytes) -> bool:
-        if self.request is None and data:
-            self._request_started = time.monotonic()
-        return bool(super().received(data))
-
     def readable(self) -> bool:
-        # Called by the server loop about once a second: a request still arriving (no task running
-        # for it) past its deadline is closed, however steadily it drips.
-        late = time.monotonic() - self._request_started > self.request_timeout
-        if self.request is not None and not self.requests and late:
+        # The server loop asks about once a second: a request still arriving (no task running for it)
+        # past its deadline is closed, however steadily it drips.
+        request, now = self.request, time.monotonic()
+        if request is not self._timed:
+            self._timed, self._request_started = request, now
+        elif request is not None and not self.requests and now - self._request_started > self.request_timeout:
             log_event("request_too_slow", level=logging.WARNING, seconds=self.request_timeout)
             self.will_close = True
         return bool(super().readable())
