@@ -194,6 +194,7 @@ def _start_front(
         (server.effective_host, server.effective_port),
         handshake_timeout=float(min(limits.channel_timeout, 10)),
         first_byte_timeout=float(limits.channel_timeout),
+        backlog=limits.backlog,
     )
     front.start()
     return front

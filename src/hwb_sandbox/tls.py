@@ -39,12 +39,14 @@ class TlsFront:
         *,
         handshake_timeout: float,
         first_byte_timeout: float,
+        backlog: int,
     ) -> None:
         self.listener = listener
         self.context = context
         self.backend = backend
         self.handshake_timeout = handshake_timeout
         self.first_byte_timeout = first_byte_timeout
+        self.backlog = backlog
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="hwb-sandbox-tls", daemon=True)
         self._started = threading.Event()
@@ -66,6 +68,7 @@ class TlsFront:
                 sock=self.listener,
                 ssl=self.context,
                 ssl_handshake_timeout=self.handshake_timeout,
+                backlog=self.backlog,  # asyncio listens again, with 100 unless told
             )
         )
         self._started.set()

@@ -9,6 +9,7 @@ national database, so a school enrolled over one is known to all. The client tru
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,7 +131,33 @@ def test_a_certificate_for_another_name_fails_with_exit_5_saying_whose_it_is(
     scenario.figures["message"] = _message(output)
 
 
+def test_healthz_over_https_answers_while_200_idle_and_200_half_handshaken_clients_wait(
+    https_national: SandboxProcess, pki: dict[str, Path], scenario
+) -> None:
+    """200 TCP connections that never start TLS and 200 that send half a ClientHello: the TLS front
+    handshakes in its event loop (bounded to 10 s), so an HTTPS health check still answers."""
+    host, port = https_national.url.removeprefix("https://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=pki["ca"])
+    sockets: list[socket.socket] = []
+    try:
+        for i in range(400):
+            connection = socket.create_connection((host, int(port)), timeout=10)
+            if i % 2:
+                connection.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello
+            sockets.append(connection)
+        raw = socket.create_connection((host, int(port)), timeout=10)
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            answer = tls.makefile("rb").read()
+    finally:
+        for connection in sockets:
+            connection.close()
+
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert answer.endswith(b'{"status": "ok"}')
+    scenario.figures["waiting clients"] = len(sockets)
+
+
 def _message(output: str) -> str:
     line = next((line for line in output.splitlines() if "certificate" in line), output)
     return line.strip()[:200]
-
