@@ -137,19 +137,16 @@ def serve(
     store = SandboxStore(db_path)
     app = SandboxApp(store, public_url=public_url)
     _allow_open_files(limits.connection_limit)
-    kwargs: dict[str, Any] = {
-        "host": "127.0.0.1" if context else host,
-        "port": 0 if context else port,
-        "threads": threads,
-        "max_request_body_size": MAX_BODY_BYTES + 1,
-        "ident": "hwb-sandbox",
-        "clear_untrusted_proxy_headers": True,
-        "url_scheme": "https" if context else "http",
-        **limits.adjustments(),
-    }
-    server = create_server(app, **kwargs)
-    server.channel_class = type("_Channel", (_ProblemChannel,), {"request_timeout": limits.request_timeout})
-    front = _start_front(context, host, port, limits, server) if context else None
+    # With TLS, waitress listens on a private loopback port and the TLS front on the public address.
+    server = _waitress(
+        app, ("127.0.0.1", 0) if context else (host, port), threads, limits, https=bool(context)
+    )
+    try:
+        front = _start_front(context, host, port, limits, server) if context else None
+    except ServeOptionError:
+        server.close()
+        store.close()
+        raise
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     bound_host, bound_port = (
@@ -167,6 +164,25 @@ def serve(
         store.close()
         log_event("sandbox_stopped", url=url)
     return 0
+
+
+def _waitress(
+    app: SandboxApp, address: tuple[str, int], threads: int, limits: ConnectionLimits, *, https: bool
+) -> Any:
+    """A bound waitress server with bounded bodies, problem documents and the connection limits."""
+    server = create_server(
+        app,
+        host=address[0],
+        port=address[1],
+        threads=threads,
+        max_request_body_size=MAX_BODY_BYTES + 1,
+        ident="hwb-sandbox",
+        clear_untrusted_proxy_headers=True,
+        url_scheme="https" if https else "http",
+        **limits.adjustments(),
+    )
+    server.channel_class = type("_Channel", (_ProblemChannel,), {"request_timeout": limits.request_timeout})
+    return server
 
 
 def _tls_context(tls: TlsFiles) -> ssl.SSLContext:
