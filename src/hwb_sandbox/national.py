@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from hwb_sandbox import calendar
+from hwb_sandbox import calendar, names
 from hwb_sandbox.schemas import Batch
 from hwb_sandbox.store import ON_ROLL_SQL, SandboxStore
 
@@ -145,6 +145,8 @@ class _SchoolLedger:
                 return _refused("key_mismatch")
             if kind == "learner" and key.split(":", 1)[0] != self.upn_key_id:
                 return _refused("upn_key_unknown")
+            if names.refused_name(record):
+                return _refused(names.REASON)
         if op == "remove":
             return self._remove(kind, key)
         assert record is not None  # enforced by the schema

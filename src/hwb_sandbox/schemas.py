@@ -171,6 +171,7 @@ class OperationResult(_Model):
             "key_mismatch",
             "not_found",
             "upn_key_unknown",
+            "text_control_characters",
         ]
         | None
     ) = None
@@ -246,7 +247,9 @@ class RunReport(_Model):
     held_back_by_kind: dict[Kind, Annotated[dict[ReasonCode, Count], Field(max_length=64)]] = Field(
         default_factory=dict
     )
-    refused: dict[Kind, Annotated[dict[ReasonCode, Count], Field(max_length=64)]] = Field(default_factory=dict)
+    refused: dict[Kind, Annotated[dict[ReasonCode, Count], Field(max_length=64)]] = Field(
+        default_factory=dict
+    )
     resent_batches: Count = 0
     resent_operations: Count = 0
     holds: Annotated[list[GuardHold], Field(max_length=16)] = Field(default_factory=list)

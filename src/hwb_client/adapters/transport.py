@@ -22,6 +22,7 @@ import requests
 import structlog
 
 from hwb_client import __version__
+from hwb_client.adapters.tls_failure import certificate_refused, tls_failure_message
 from hwb_client.errors import ApiError, Interrupted
 from hwb_client.settings import ApiSettings
 
@@ -171,6 +172,10 @@ class NationalApi:
             retry_after: float | None = None
             try:
                 response = self.session.send(prepared, timeout=timeout, allow_redirects=False)
+            except requests.exceptions.SSLError as exc:
+                if certificate_refused(exc):  # a certificate does not verify better on a retry
+                    raise ApiError(tls_failure_message(what, exc, url, self.settings.ca_bundle)) from None
+                failure, status = "SSLError", None  # a handshake cut short: retried like a reset
             except (
                 requests.ConnectionError,
                 requests.Timeout,
