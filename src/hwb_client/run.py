@@ -20,12 +20,12 @@ from typing import Any, Literal
 import structlog
 
 from hwb_client import __version__
-from hwb_client.adapters.national_key import load_national_key
+from hwb_client.adapters.national_key import keys_in_use
 from hwb_client.adapters.odbc_source import MisSource, load_profile
 from hwb_client.adapters.signing import RequestSigner, key_id_for, load_signing_key
 from hwb_client.adapters.state import PendingBatch, StateStore, set_aside
 from hwb_client.adapters.transport import NationalApi
-from hwb_client.core import guard
+from hwb_client.core import guard, key_rotation
 from hwb_client.core.batches import Batch, build_batches
 from hwb_client.core.diff import ACTIVE, LEFT, AckIndex, diff
 from hwb_client.core.model import Kind, Operation
@@ -37,6 +37,8 @@ from hwb_client.errors import (
     MisError,
     RunBlocked,
     StateError,
+    StateStorageError,
+    UnsafeFileError,
 )
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.platform.lock import school_lock
@@ -119,6 +121,8 @@ def _open_state(settings: Settings, school: SchoolSettings, *, read_only: bool) 
     state_dir = settings.client.state_dir
     try:
         store = StateStore.open(state_dir, school.dfes_number, read_only=read_only)
+    except (StateStorageError, UnsafeFileError):
+        raise  # the database is sound: a person frees space, fixes permissions or removes a link
     except StateError:
         if read_only:
             raise
@@ -179,16 +183,17 @@ class _Run:
     def read_snapshot(self, state: StateStore) -> Snapshot:
         profile_base = self.settings.config_path.parent if self.settings.config_path else None
         profile = load_profile(self.school.profile, base_dir=profile_base)
-        hasher = load_national_key(self.settings.client.national_key_file)
-        self.upn_key_id = hasher.key_id
+        keys = keys_in_use(self.settings.client.national_key_file, self.today)
+        self.upn_key_id = keys.current.key_id
         self.acknowledged, known = state.index()
         source = MisSource.connect(self.school.connection_string(), self.dfes, profile)
         try:
             snapshot = build_snapshot(
                 _with_failpoint(source.source_rows()),
-                hasher,
+                keys.current,
                 self.today,
-                _fingerprints(state, f"{hasher.key_id}|{profile.profile.name}", known),
+                _fingerprints(state, f"{'+'.join(keys.key_ids)}|{profile.profile.name}", known),
+                previous_hasher=keys.previous,
             )
         finally:
             source.close()
@@ -211,7 +216,7 @@ class _Run:
         """Read the MIS (unless already read), diff against what was acknowledged, and ask the guard."""
         snapshot = snapshot or self.read_snapshot(state)
         self.snapshot = snapshot
-        acknowledged = self.acknowledged
+        acknowledged = self.acknowledged = self.follow_key_rotation(state, snapshot)
         operations = diff(snapshot, acknowledged)
         decision = guard.check(
             snapshot,
@@ -223,6 +228,18 @@ class _Run:
         )
         self.result.counts = _count(operations)
         return operations, decision
+
+    def follow_key_rotation(self, state: StateStore, snapshot: Snapshot) -> AckIndex:
+        """In a national key changeover, re-key acknowledged learners (and their memberships) from the
+        old pseudonym to the new one (in the state database too, unless a dry run)."""
+        learners = {k: e.record for k, e in snapshot.entries[Kind.LEARNER].items() if e.record is not None}
+        moves = key_rotation.rekey_moves(learners, self.acknowledged)
+        if not moves:
+            return self.acknowledged
+        if not self.result.dry_run:
+            state.rekey(moves)
+        self.log.info("state_rekeyed", upn_key_id=self.upn_key_id, records=len(moves))
+        return key_rotation.apply_moves(self.acknowledged, moves)
 
     def send(self, api: NationalApi, state: StateStore, batch: PendingBatch) -> None:
         if self.stop.is_set():
@@ -295,15 +312,39 @@ def run_school(
     run = _Run(settings, school, result, stop=stop, today=today or dt.date.today())
     if dry_run:
         return _dry_run(settings, school, run)
-    with school_lock(settings.client.state_dir, school.dfes_number, wait_seconds=lock_wait_seconds):
-        signer = signer_for(settings, school)
-        with _open_state(settings, school, read_only=False) as state:
-            api = NationalApi(settings.api, signer=signer, stop=stop)
-            try:
-                _live_run(run, state, api, allow_mass_removal=allow_mass_removal)
-            finally:
-                api.close()
+    try:
+        with school_lock(settings.client.state_dir, school.dfes_number, wait_seconds=lock_wait_seconds):
+            signer = signer_for(settings, school)
+            with _open_state(settings, school, read_only=False) as state:
+                api = NationalApi(settings.api, signer=signer, stop=stop)
+                try:
+                    _live_run(run, state, api, allow_mass_removal=allow_mass_removal)
+                finally:
+                    api.close()
+    except StateStorageError as exc:
+        _report_without_state(run, exc)
+        raise
     return result
+
+
+def _report_without_state(run: _Run, exc: StateStorageError) -> None:
+    """The state directory is full or read-only: the run cannot be recorded locally, but the national
+    side still hears that it failed (best effort: no report is queued for later)."""
+    result = run.result
+    result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
+    result.finished_at = _utcnow()
+    run.log.error("run_failed", error_type=type(exc).__name__, error=exc.message)
+    try:
+        api = NationalApi(run.settings.api, signer=signer_for(run.settings, run.school), stop=run.stop)
+    except HwbClientError:
+        return
+    try:
+        api.post_run_report(run.dfes, result.report())
+        run.log.info("run_reported", report_run_id=result.run_id, outcome=result.outcome)
+    except HwbClientError as report_error:
+        run.log.warning("run_report_not_sent", error=report_error.message)
+    finally:
+        api.close()
 
 
 def _finish(run: _Run, state: StateStore, api: NationalApi) -> None:
@@ -425,6 +466,8 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
     except Interrupted as exc:
         result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
         run.log.warning("run_interrupted")
+    except StateStorageError:
+        raise  # nothing more can be written locally: run_school reports it upstream directly
     except (MisError, ApiError, StateError) as exc:
         result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
         run.log.error("run_failed", error_type=type(exc).__name__, error=exc.message)

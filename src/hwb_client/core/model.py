@@ -41,6 +41,7 @@ WIRE_FIELDS: Final[Mapping[Kind, tuple[str, ...]]] = {
         "year_group",
         "registration_group",
         "leaving_date",
+        "upn_hash_previous",  # the pseudonym under the previous national key, in a key changeover only
     ),
     Kind.STAFF: ("staff_code", "legal_forename", "legal_surname", "start_date", "leaving_date"),
     Kind.GROUP: ("group_id", "name", "group_type", "year_group"),
@@ -68,6 +69,10 @@ class WireFieldError(ValueError):
 
 _ALLOWED: Final[Mapping[Kind, frozenset[str]]] = {kind: frozenset(f) for kind, f in WIRE_FIELDS.items()}
 
+#: Fields left out of the record (not sent as null) when they have no value, so that records without them
+#: keep the digests they had before the field existed.
+OPTIONAL_WIRE_FIELDS: Final[frozenset[str]] = frozenset({"upn_hash_previous"})
+
 
 def wire_record(kind: Kind, fields: Mapping[str, WireValue]) -> WireRecord:
     """Build the record that is sent for ``kind``: exactly ``WIRE_FIELDS[kind]``, nothing more."""
@@ -75,7 +80,11 @@ def wire_record(kind: Kind, fields: Mapping[str, WireValue]) -> WireRecord:
     if not _ALLOWED[kind].issuperset(fields):
         extra = set(fields) - _ALLOWED[kind]
         raise WireFieldError(f"fields not allowed on the wire for {kind}: {sorted(extra)}")
-    return {name: fields.get(name) for name in allowed}
+    return {
+        name: fields.get(name)
+        for name in allowed
+        if name not in OPTIONAL_WIRE_FIELDS or fields.get(name) is not None
+    }
 
 
 def record_key(kind: Kind, record: Mapping[str, WireValue]) -> str:

@@ -165,8 +165,10 @@ def build_snapshot(
     hasher: Callable[[str], str],
     today: dt.date,
     fingerprints: RowFingerprints | None = None,
+    previous_hasher: Callable[[str], str] | None = None,
 ) -> Snapshot:
-    """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason."""
+    """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason. During a
+    national key changeover ``previous_hasher`` gives each learner's ``upn_hash_previous``."""
     b = _Builder()
     snap = b.snapshot
     fingerprint = fingerprints or (lambda _kind, _row: None)
@@ -214,6 +216,7 @@ def build_snapshot(
                 "year_group": valid.year_group,
                 "registration_group": valid.registration_group,
                 "leaving_date": _iso(valid.leaving_date),
+                "upn_hash_previous": previous_hasher(upn) if previous_hasher else None,
             },
         )
         b.add(
