@@ -29,6 +29,7 @@ import errno
 import logging
 import logging.handlers
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -60,24 +61,37 @@ _BINARY = getattr(os, "O_BINARY", 0)
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+#: below this much free space, a failed write in the state directory is taken for a full disk
+_NEARLY_FULL_BYTES = 256 * 1024
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def _not_writable(directory: Path) -> bool:
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY) if not WINDOWS else False
+        return read_only or not os.access(directory, os.W_OK)
+    except OSError:
+        return False
 
 
 def storage_problem(exc: BaseException, directory: Path) -> StateStorageError | None:
-    """A ``StateError`` naming ``directory`` and the fix when ``exc`` is a full disk or a read-only
-    (or not writable) directory; ``None`` for anything else. SQLite reports these as text only."""
+    """A ``StateStorageError`` naming ``directory`` and the fix when ``exc`` comes from a full disk or a
+    read-only (or not writable) directory; ``None`` for anything else. SQLite reports these as text
+    only, and a full disk sometimes as a plain I/O error: the directory itself is asked as well."""
     text = str(exc).lower()
     code = exc.errno if isinstance(exc, OSError) else None
-    if code in _FULL or "disk is full" in text or "database or disk is full" in text:
+    if code in _FULL or "disk is full" in text or _nearly_full(directory):
         return StateStorageError(
             f"the state directory {directory} is full (no space left on its file system); free space "
             "there (or move client.state_dir to a larger disk), then run again: nothing was lost"
         )
-    if (
-        code in _READ_ONLY
-        or "readonly database" in text
-        or "read-only file system" in text
-        or ("unable to open database file" in text)
-    ):
+    if code in _READ_ONLY or "readonly database" in text or _not_writable(directory):
         return StateStorageError(
             f"the state directory {directory} cannot be written (read-only file system or wrong "
             "permissions); make it writable by the service user (owner of the directory, mode 0700), "

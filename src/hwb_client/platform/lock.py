@@ -53,8 +53,11 @@ def school_lock(state_dir: Path, dfes_number: str, *, wait_seconds: float = 0.0)
                     "wait for it to finish, or check `hwb-client status`"
                 )
             time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:
+            raise storage_problem(exc, state_dir) or exc from None
         yield
     finally:
         os.close(fd)
