@@ -149,3 +149,27 @@ def test_a_state_directory_open_to_everyone_and_owned_by_another_user_is_refused
     os.chown(state, 0, 0)
     assert lab.run_now().returncode == 0
     scenario.figures["exit code"] = refused.returncode
+
+
+def test_a_state_left_with_0_1_0_modes_is_tightened_in_place_and_nothing_is_resent(rlab, scenario):
+    """A state written under umask 022 by 0.1.0 (directory 0755, database, -wal, -shm, lock and outbox
+    key 0644): the next run makes them 0700/0600 with a warning per file, sends nothing and removes
+    nothing (the state is the same state)."""
+    lab = rlab()
+    small_school(lab.schools[0].mis_path, lab.dfes, learners=3).close()
+    assert lab.run_now(HWB_FAILPOINT="after_outbox").killed  # leaves the -wal and -shm behind
+    state = lab.lab.state_dir
+    state.chmod(0o755)
+    loose = [p for p in state.iterdir() if p.is_file()]
+    for path in loose:
+        path.chmod(0o644)
+    done = lab.run_now()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{lab.dfes}: SUCCESS" in done.stdout
+    fixed = {event["path"] for event in done.events("file_permissions_fixed")}
+    assert {str(p) for p in loose if p.exists()} <= fixed | {str(p) for p in loose if not p.exists()}
+    assert not mode(state) & 0o027
+    assert all(mode(p) == 0o600 for p in state.iterdir() if p.is_file())
+    again = lab.run_now()
+    assert "no changes" in again.stdout and "remove" not in again.stdout
+    scenario.figures["files tightened"] = len(fixed)
