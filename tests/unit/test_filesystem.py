@@ -111,3 +111,10 @@ def test_full_and_read_only_storage_are_told_apart_from_other_errors(tmp_path: P
     read_only = fs.storage_problem(OSError(errno.EROFS, "Read-only file system"), tmp_path)
     assert read_only is not None and "cannot be written" in read_only.message
     assert fs.storage_problem(sqlite3.OperationalError("no such table: runs"), tmp_path) is None
+
+
+def test_a_fifo_where_a_key_is_expected_is_refused_without_blocking(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.key"
+    os.mkfifo(path, 0o600)
+    with pytest.raises(UnsafeFileError, match="is not a regular file"):
+        fs.read_private(path)

@@ -55,6 +55,8 @@ WINDOWS = sys.platform == "win32"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
+#: a FIFO planted where a key is expected must not block the open (no effect on regular files)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 # -- errors that mean "the disk", not "the code" -------------------------------------------------------
@@ -174,10 +176,12 @@ def _check_open_file(fd: int, path: Path, *, fix: bool) -> None:
 def open_private(path: Path, flags: int, *, fix: bool = True) -> int:
     """``os.open`` without following a symbolic link; a created file is 0600 whatever the umask; an
     existing one must be a regular file of ours (modes fixed when ``fix``, else refused)."""
+    if WINDOWS and path.is_symlink():  # pragma: no cover - no O_NOFOLLOW there; a check, not atomic
+        raise _refuse_link(path)
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _BINARY, FILE_MODE)
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _BINARY | _NONBLOCK, FILE_MODE)
     except OSError as exc:
-        if exc.errno == errno.ELOOP or (WINDOWS and path.is_symlink()):
+        if exc.errno == errno.ELOOP:
             raise _refuse_link(path) from None
         raise
     try:
