@@ -173,6 +173,9 @@ _AREA_ORDER = [
     "test_properties",
     "test_hostile_input",
     "test_security",
+    "test_local_files",
+    "test_state_storage",
+    "test_national_key_rotation",
 ]
 
 
