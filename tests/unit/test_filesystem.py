@@ -118,3 +118,17 @@ def test_a_fifo_where_a_key_is_expected_is_refused_without_blocking(tmp_path: Pa
     os.mkfifo(path, 0o600)
     with pytest.raises(UnsafeFileError, match="is not a regular file"):
         fs.read_private(path)
+
+
+def test_a_read_only_use_leaves_modes_as_found_but_still_refuses_a_link(tmp_path: Path) -> None:
+    """``status`` and dry runs read the outbox key of a state 0.1.0 left 0644 without failing or changing
+    it (the next real run tightens it); a link is refused all the same."""
+    path = tmp_path / "outbox.key"
+    path.write_bytes(b"k" * 32)
+    path.chmod(0o644)
+    assert fs.read_private(path, fix=None) == b"k" * 32
+    assert mode(path) == 0o644
+    link = tmp_path / "linked.key"
+    link.symlink_to(path)
+    with pytest.raises(UnsafeFileError, match="symbolic link"):
+        fs.read_private(link, fix=None)

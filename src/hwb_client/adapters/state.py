@@ -138,7 +138,7 @@ class StateStore:
             store._migrate()
             secret = _outbox_key(key_path)
         elif key_path.exists():
-            secret = read_private(key_path, fix=False)
+            secret = read_private(key_path, fix=None)  # read-only (status, dry run): modes left as found
         if secret is not None:
             store._cipher = AESGCM(secret)
             store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()

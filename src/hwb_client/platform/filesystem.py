@@ -151,13 +151,16 @@ def _refuse_link(path: Path) -> UnsafeFileError:
     )
 
 
-def _check_open_file(fd: int, path: Path, *, fix: bool) -> None:
-    """The file open on ``fd`` is a regular file of ours with no access for others (fixed or refused)."""
+def _check_open_file(fd: int, path: Path, *, fix: bool | None) -> None:
+    """The file open on ``fd`` is a regular file of ours with no access for others (fixed or refused;
+    ``fix=None``: owner and modes not looked at, for read-only use such as ``status``)."""
     if WINDOWS:  # pragma: no cover
         return
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise UnsafeFileError(f"{path} is not a regular file; move it away and run again")
+    if fix is None:
+        return
     if info.st_uid != os.geteuid() and os.geteuid() != 0:  # root may use the service user's files
         raise UnsafeFileError(
             f"{path} is owned by another user (uid {info.st_uid}); the client uses only files it owns: "
@@ -173,7 +176,7 @@ def _check_open_file(fd: int, path: Path, *, fix: bool) -> None:
         log.warning("file_permissions_fixed", path=str(path), mode_was=f"{mode:04o}", mode="0600")
 
 
-def open_private(path: Path, flags: int, *, fix: bool = True) -> int:
+def open_private(path: Path, flags: int, *, fix: bool | None = True) -> int:
     """``os.open`` without following a symbolic link; a created file is 0600 whatever the umask; an
     existing one must be a regular file of ours (modes fixed when ``fix``, else refused)."""
     if WINDOWS and path.is_symlink():  # pragma: no cover - no O_NOFOLLOW there; a check, not atomic
@@ -192,7 +195,7 @@ def open_private(path: Path, flags: int, *, fix: bool = True) -> int:
     return fd
 
 
-def read_private(path: Path, *, fix: bool = True) -> bytes:
+def read_private(path: Path, *, fix: bool | None = True) -> bytes:
     """Read a private file without following links (``FileNotFoundError`` when it does not exist)."""
     fd = open_private(path, os.O_RDONLY, fix=fix)
     with os.fdopen(fd, "rb") as handle:
