@@ -175,6 +175,9 @@ _AREA_ORDER = [
     "test_security",
     "test_sandbox_abuse",
     "test_sandbox_tls",
+    "test_local_files",
+    "test_state_storage",
+    "test_national_key_rotation",
 ]
 
 
