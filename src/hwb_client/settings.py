@@ -88,6 +88,16 @@ class ApiSettings(_Section):
     backoff_max_seconds: float = Field(60.0, ge=0, le=900)
     give_up_after_seconds: float = Field(600.0, gt=0, le=86400)
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(
+                f"no file at {path}: give the PEM file of the CA that issued the national API's certificate, "
+                "or remove the setting to use the system's CAs"
+            )
+        return path
+
     @field_validator("base_url")
     @classmethod
     def _https_unless_loopback(cls, url: AnyHttpUrl) -> AnyHttpUrl:

@@ -96,7 +96,7 @@ def test_renaming_every_registration_group_in_term_is_held_until_allowed(make_la
 
 
 def test_a_real_run_with_as_of_is_refused_unless_the_api_is_a_loopback_sandbox(make_lab) -> None:
-    lab = make_lab([PRIMARY], enrol=False, api_overrides='ca_bundle = "/nonexistent"')
+    lab = make_lab([PRIMARY], enrol=False)
     config = lab.config_path.read_text().replace(lab.sandbox_url, "https://provisioning.example.wales/")
     lab.config_path.write_text(config)
     refused = run(lab, DAY)
