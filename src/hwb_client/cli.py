@@ -3,7 +3,10 @@
     hwb-client --run-now [--school DFES] [--dry-run] [--allow-mass-removal]
     hwb-client enrol --school DFES --code CODE
     hwb-client rotate-key --school DFES
-    hwb-client status [--school DFES] [--json]
+    hwb-client status [--school DFES] [--json | --nagios]
+    hwb-client history [--school DFES] [--last N] [--json]
+    hwb-client why --school DFES (--upn UPN | --staff-code CODE | --mis-id ID | --name TEXT)
+    hwb-client report --school DFES --output FILE
     hwb-client daemon
     hwb-client schedule [--next N] [--from DATE]
     hwb-client check-config
@@ -34,7 +37,7 @@ from hwb_client import __version__, logs
 from hwb_client.errors import ConfigError, EnrolmentError, HwbClientError
 from hwb_client.settings import Settings, load_settings
 
-EXIT_OK, EXIT_WARNING, EXIT_USAGE, EXIT_STATUS = 0, 1, 2, 10
+EXIT_OK, EXIT_WARNING, EXIT_USAGE = 0, 1, 2
 log = structlog.get_logger("hwb_client.cli")
 
 
@@ -43,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hwb-client",
         description="Hwb provisioning client: reads the school MIS over ODBC and provisions Hwb accounts.",
         epilog="Exit codes: 0 ok, 1 records held back/refused, 2 usage, 3 configuration, 4 MIS, 5 national API, "
-        "6 blocked by the safety guard, 7 run in progress, 8 local state, 9 enrolment, 10 status unhealthy.",
+        "6 blocked by the safety guard, 7 run in progress, 8 local state, 9 enrolment; "
+        "status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
     parser.add_argument("--version", action="version", version=f"hwb-client {__version__}")
     parser.add_argument(
@@ -70,9 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--code", required=True, help="the one-time enrolment code issued nationally")
     rotate = sub.add_parser("rotate-key", help="replace this school's signing key (the old one is retired)")
     rotate.add_argument("--school", dest="rotate_school", metavar="DFES", required=True)
-    status = sub.add_parser("status", help="show each school's last run; non-zero exit when unhealthy")
+    status = sub.add_parser(
+        "status", help="show each school's last run; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+    )
     status.add_argument("--school", dest="status_school", metavar="DFES")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--nagios", action="store_true", help="one line and performance data (a plugin)")
+    _add_operator_commands(sub)
     sub.add_parser("daemon", help="run on the academic-calendar schedule until stopped (the service)")
     schedule = sub.add_parser("schedule", help="print the coming scheduled runs and the rule for each")
     schedule.add_argument("--next", type=int, default=10, metavar="N")
@@ -81,13 +89,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Settings:
+def _add_operator_commands(sub: Any) -> None:
+    history = sub.add_parser("history", help="each run of each school: outcome, counts, holds, version")
+    history.add_argument("--school", dest="history_school", metavar="DFES")
+    history.add_argument("--last", type=int, metavar="N", help="only the last N runs of each school")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    why = sub.add_parser("why", help="why has this person no account? (MIS, local state, national side)")
+    why.add_argument("--school", dest="why_school", metavar="DFES", required=True)
+    who = why.add_mutually_exclusive_group(required=True)
+    who.add_argument("--upn", help="a learner's UPN (hashed here; never logged, stored or sent)")
+    who.add_argument("--staff-code", metavar="CODE")
+    who.add_argument("--mis-id", metavar="ID", help="the MIS's own id (the profile's mis_id column)")
+    who.add_argument("--name", metavar="TEXT", help="part of a legal forename or surname")
+    report = sub.add_parser("report", help="the school's report for its MIS administrator (names people)")
+    report.add_argument("--school", dest="report_school", metavar="DFES", required=True)
+    report.add_argument("--output", type=Path, required=True, metavar="FILE", help="FILE.html or FILE.csv")
+
+
+def _load(args: argparse.Namespace, *, reading_only: bool = False) -> Settings:
     settings = load_settings(args.config)
     try:
         logs.configure(
-            fmt=settings.client.log_format, level=settings.client.log_level, log_file=settings.client.log_file
+            fmt=settings.client.log_format,
+            level=settings.client.log_level,
+            log_file=settings.client.log_file,
+            quiet_console=bool(getattr(args, "run_now", False)) and sys.stderr.isatty(),
         )
     except (OSError, ValueError) as exc:  # a directory, no permission, a NUL byte in the path
+        if reading_only:  # a monitoring account may not write the service's log: log to stderr only
+            logs.configure(fmt=settings.client.log_format, level="error", log_file=None)
+            return settings
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(
             f"client.log_file: cannot write the log file {settings.client.log_file!s} ({reason}); "
@@ -268,69 +299,48 @@ def cmd_rotate_key(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def school_status(settings: Settings, school: Any, now: dt.datetime) -> dict[str, Any]:
-    from hwb_client.adapters.state import StateStore
-
-    store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
-    try:
-        last = store.last_run()
-        last_success = store.last_success_at()
-        pending = store.count_pending()
-    finally:
-        store.close()
-    entry: dict[str, Any] = {
-        "dfes_number": school.dfes_number,
-        "name": school.name,
-        "last_run": last.report if last else None,
-        "last_success_at": last_success,
-        "pending_batches": pending,
-    }
-    try:
-        from hwb_client.service_commands import schedule_health
-
-        success_at = dt.datetime.fromisoformat(last_success.replace("Z", "+00:00")) if last_success else None
-        entry["schedule"] = schedule_health(settings, success_at, now)
-    except (ImportError, HwbClientError) as exc:
-        entry["schedule"] = {"error": str(exc)}
-    healthy = bool(last and last.outcome in {"success", "partial"}) and not entry["schedule"].get(
-        "overdue", False
-    )
-    entry["healthy"] = healthy
-    return entry
-
-
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    settings = _load(args)
+    from hwb_client.operator import status
+
+    settings = _load(args, reading_only=True)
     schools = [settings.school(args.status_school)] if args.status_school else list(settings.schools)
     now = dt.datetime.now(dt.UTC)
-    entries = [school_status(settings, school, now) for school in schools]
-    if args.json:
+    entries = [status.school_status(settings, school, now) for school in schools]
+    if args.nagios:
+        out.write(status.nagios_line(entries, now) + "\n")
+    elif args.json:
         out.write(json.dumps({"schools": entries}, indent=2, default=str) + "\n")
     else:
-        for entry in entries:
-            last = entry["last_run"]
-            state = "OK" if entry["healthy"] else "ATTENTION"
-            out.write(f"{entry['dfes_number']} {entry['name']}: {state}\n")
-            if last is None:
-                out.write("  last run: never\n")
-            else:
-                out.write(
-                    f"  last run: {last['finished_at']} {last['outcome']} - {last.get('message', '')}\n"
-                )
-                if last.get("held_back"):
-                    reasons = ", ".join(f"{r}={n}" for r, n in sorted(last["held_back"].items()))
-                    out.write(f"  held back: {reasons}\n")
-            out.write(f"  last success: {entry['last_success_at'] or 'never'}\n")
-            if entry["pending_batches"]:
-                out.write(f"  batches waiting to be resent: {entry['pending_batches']}\n")
-            schedule = entry.get("schedule") or {}
-            if "next_run" in schedule:
-                out.write(
-                    f"  next run: {schedule['next_run']} ({schedule.get('next_rule', '')})"
-                    + (" - OVERDUE" if schedule.get("overdue") else "")
-                    + "\n"
-                )
-    return EXIT_OK if all(e["healthy"] for e in entries) else EXIT_STATUS
+        out.write(status.format_text(entries))
+    return status.overall(entries)
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.operator import history
+
+    settings = _load(args, reading_only=True)
+    schools = [settings.school(args.history_school)] if args.history_school else list(settings.schools)
+    runs = [run for school in schools for run in history.school_history(settings, school, args.last)]
+    out.write(history.history_json(runs) if args.json else history.format_history(runs))
+    return EXIT_OK
+
+
+def cmd_why(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.operator import why
+
+    settings = _load(args)
+    query = why.Query(upn=args.upn, staff_code=args.staff_code, mis_id=args.mis_id, name=args.name)
+    out.write(why.format_answer(why.explain(settings, settings.school(args.why_school), query)))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.operator import report
+
+    settings = _load(args)
+    written = report.write_report(settings, settings.school(args.report_school), args.output)
+    out.write(f"{written}: written, readable by you only (it names people; do not send it on)\n")
+    return EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
@@ -368,6 +378,9 @@ COMMANDS = {
     "daemon": cmd_daemon,
     "schedule": cmd_schedule,
     "check-config": cmd_check_config,
+    "history": cmd_history,
+    "why": cmd_why,
+    "report": cmd_report,
 }
 
 

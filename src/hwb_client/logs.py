@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -59,11 +60,32 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
+#: sd-daemon priority prefixes: journald reads ``<N>`` at the start of a line on a service's stderr
+_JOURNAL_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class _JournalPrefix(structlog.stdlib.ProcessorFormatter):
+    """Each line prefixed with its journald priority (``journalctl -p warning`` then finds warnings)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_JOURNAL_PRIORITY.get(record.levelno, 6)}>" + super().format(record)
+
+
 def configure(
-    *, fmt: str = "auto", level: str = "info", log_file: Path | None = None, stream: Any = None
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    log_file: Path | None = None,
+    stream: Any = None,
+    quiet_console: bool = False,
 ) -> None:
-    """Set up structlog over the standard library's handlers (a rotating file when ``log_file``)."""
+    """Set up structlog over the standard library's handlers (a rotating file when ``log_file``).
+
+    ``quiet_console`` (an interactive run showing progress): events go to the log file only, or with
+    no log file only errors reach the terminal. Under systemd (``JOURNAL_STREAM`` set) each line on
+    stderr carries its journald priority."""
     stream = stream or sys.stderr
+    journal = bool(os.environ.get("JOURNAL_STREAM")) and stream is sys.stderr
     console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -84,13 +106,17 @@ def configure(
         structlog.dev.ConsoleRenderer(colors=False) if console else structlog.processors.JSONRenderer()
     )
     stream_handler = logging.StreamHandler(stream)
+    formatter = _JournalPrefix if journal and not console else structlog.stdlib.ProcessorFormatter
     stream_handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        formatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
             foreign_pre_chain=shared,
         )
     )
-    root.addHandler(stream_handler)
+    if quiet_console:
+        stream_handler.setLevel(logging.ERROR)
+    if not (quiet_console and log_file is not None):
+        root.addHandler(stream_handler)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.handlers.RotatingFileHandler(

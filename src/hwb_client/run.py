@@ -38,6 +38,8 @@ from hwb_client.errors import (
     RunBlocked,
     StateError,
 )
+from hwb_client.operator.after_run import after_run
+from hwb_client.operator.monitoring import held_back_to_log
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.platform.lock import school_lock
 from hwb_client.settings import SchoolSettings, Settings
@@ -76,6 +78,7 @@ class RunResult:
     #: the school's own report of held-back records (names them): shown on screen, never logged or stored
     held_back_details: list[tuple[str, str, str]] = field(default_factory=list)
     error_code: int | None = None
+    rows_read: int = 0
 
     def report(self) -> dict[str, Any]:
         """The run report as sent upstream: counts and reason codes only, no personal data."""
@@ -196,8 +199,9 @@ class _Run:
             self.log.info(
                 "source_read", kind=kind.value, rows=snapshot.rows_read[kind], valid=snapshot.count(kind)
             )
-        for held in snapshot.held_back:
+        for held in held_back_to_log(state, snapshot, remember=not self.result.dry_run):  # reason changed
             self.log.info("record_held_back", kind=held.kind.value, ref=held.ref, reason=held.reason.value)
+        self.result.rows_read = sum(snapshot.rows_read.values())
         self.result.held_back = snapshot.held_back_counts()
         self.result.held_back_details = [
             (h.kind.value, snapshot.labels.get(i, h.ref), h.reason.value)
@@ -303,6 +307,7 @@ def run_school(
                 _live_run(run, state, api, allow_mass_removal=allow_mass_removal)
             finally:
                 api.close()
+    after_run(settings, school, result)  # status file, Prometheus textfile, alerts; never raises
     return result
 
 
@@ -319,6 +324,7 @@ def _finish(run: _Run, state: StateStore, api: NationalApi) -> None:
         batches=result.batches,
         held_back=sum(result.held_back.values()),
         refused=sum(result.refused.values()),
+        held_back_reasons=dict(result.held_back),
     )
 
 

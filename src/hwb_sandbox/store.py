@@ -427,6 +427,44 @@ class SandboxStore:
             for row in rows
         ]
 
+    def lookup(self, dfes_number: str, kind: str, key: str) -> dict[str, Any]:
+        """One of the school's own learner or staff records, its national account, and for a learner
+        whether the hashed UPN is on roll at another school (never which one)."""
+        conn = self.connection()
+        row = conn.execute(
+            "SELECT status, account_id, updated_at, leaving_date FROM school_records"
+            " WHERE dfes_number = ? AND kind = ? AND record_key = ?",
+            (dfes_number, kind, key),
+        ).fetchone()
+        answer: dict[str, Any] = {
+            "kind": kind,
+            "key": key,
+            "status_at_school": row["status"] if row else None,
+            "account_id": row["account_id"] if row else None,
+            "account_active": None,
+            "updated_at": row["updated_at"] if row else None,
+            "leaving_date": row["leaving_date"] if row else None,
+            "on_roll_elsewhere": None,
+        }
+        if kind == "learner":
+            account = conn.execute(
+                "SELECT account_id, active FROM learner_accounts WHERE upn_hash = ?", (key,)
+            ).fetchone()
+            elsewhere = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM school_records WHERE kind = 'learner' AND record_key = ?"
+                " AND dfes_number != ? AND status = 'active')",
+                (key, dfes_number),
+            ).fetchone()[0]
+            answer["on_roll_elsewhere"] = bool(elsewhere)
+            if account is not None and row is not None:
+                answer["account_active"] = bool(account["active"])
+        elif row is not None and row["account_id"]:
+            account = conn.execute(
+                "SELECT active FROM staff_accounts WHERE account_id = ?", (row["account_id"],)
+            ).fetchone()
+            answer["account_active"] = bool(account["active"]) if account else None
+        return answer
+
     def manifest(self, dfes_number: str) -> list[dict[str, Any]]:
         rows = self.connection().execute(
             "SELECT kind, record_key, digest, status, account_id FROM school_records"

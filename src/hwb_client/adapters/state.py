@@ -58,6 +58,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE acknowledged ADD COLUMN fingerprint BLOB;
     """,
+    # operator's console (issue 11): the national answer to the last operation sent for each record
+    # (which run and batch, when, applied/unchanged/refused and the refusal reason), and the reason each
+    # held-back record was last logged under (``ref`` is a keyed hash: no personal data)
+    """
+    CREATE TABLE record_results (
+        kind TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+        run_id TEXT NOT NULL, batch_id TEXT NOT NULL, answered_at TEXT NOT NULL,
+        PRIMARY KEY (kind, key)) WITHOUT ROWID;
+    CREATE TABLE held_back_records (
+        ref TEXT PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, since TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
 
 
@@ -366,7 +377,24 @@ class StateStore:
                 kept,
             )
             self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch.batch_id,))
+            self._remember_results(batch, results, now)
         return tally
+
+    def has_table(self, name: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return row.fetchone() is not None
+
+    def _remember_results(self, batch: PendingBatch, results: list[Mapping[str, Any]], now: str) -> None:
+        """The national answer per record (for ``hwb-client why``), when the table exists."""
+        if not self.has_table("record_results"):
+            return
+        self.db.executemany(
+            "INSERT OR REPLACE INTO record_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (kind.value, key, op.value, str(r.get("status")), r.get("reason"), batch.run_id, batch.batch_id, now)
+                for (op, kind, key, _digest, _year), r in zip(batch.ops, results, strict=True)
+            ),
+        )
 
     # -- runs --------------------------------------------------------------------------------------
 
@@ -388,6 +416,11 @@ class StateStore:
     def last_run(self) -> RunRow | None:
         runs = self._runs("WHERE finished_at IS NOT NULL ORDER BY rowid DESC LIMIT 1")
         return runs[0] if runs else None
+
+    def runs(self, last: int | None = None) -> list[RunRow]:
+        """Every run, newest first (the ``last`` ones when given)."""
+        limit = f" LIMIT {int(last)}" if last is not None else ""
+        return self._runs("ORDER BY rowid DESC" + limit)
 
     def last_success_at(self) -> str | None:
         if self.schema_version == 0:

@@ -107,7 +107,8 @@ def _iso(value: dt.date | None) -> str | None:
 def _label(kind: Kind, index: int, row: Row) -> str:
     names = " ".join(str(row.get(f) or "").strip() for f in ("legal_forename", "legal_surname")).strip()
     code = row.get("staff_code") or row.get("group_id") or ""
-    parts = [f"{kind.value} row {index}"]
+    mis_id = row.get("mis_id")
+    parts = [f"{kind.value} row {index}" + (f" (MIS id {mis_id})" if mis_id is not None else "")]
     if code and kind is not Kind.LEARNER:
         parts.append(str(code))
     if names:
@@ -122,7 +123,8 @@ class _Builder:
         self._duplicated: set[tuple[Kind, str]] = set()
 
     def hold(self, kind: Kind, index: int, row: Row, reason: Reason, key: str | None = None) -> None:
-        self.snapshot.held_back.append(HeldBack(kind, f"{kind.value}:{index}", reason))
+        mis_id = str(row["mis_id"]) if row.get("mis_id") is not None else None
+        self.snapshot.held_back.append(HeldBack(kind, f"{kind.value}:{index}", reason, key, mis_id))
         self.snapshot.labels[len(self.snapshot.held_back) - 1] = _label(kind, index, row)
         if key is not None:
             self.snapshot.held_keys.add((kind, key))
