@@ -30,13 +30,23 @@ CSV_FIELDS = ("kind", "row", "mis_id", "name", "reason", "fix")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def when(value: str | None) -> str:
+    """An ISO 8601 time as people read it: ``2026-12-01 19:29 UTC``."""
+    if not value:
+        return ""
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 def _environment() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("hwb_client.operator", "templates"),
         autoescape=select_autoescape(["html", "j2"], default=True),
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["when"] = when
+    return environment
 
 
 def report_context(settings: Settings, school: SchoolSettings, now: dt.datetime) -> dict[str, Any]:
