@@ -21,10 +21,12 @@ import argparse
 import concurrent.futures
 import datetime as dt
 import gc
+import io
 import json
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
@@ -113,7 +115,7 @@ def _load(args: argparse.Namespace, *, reading_only: bool = False) -> Settings:
             fmt=settings.client.log_format,
             level=settings.client.log_level,
             log_file=settings.client.log_file,
-            quiet_console=bool(getattr(args, "run_now", False)) and sys.stderr.isatty(),
+            quiet_console=bool(getattr(args, "run_now", False)) and sys.stdout.isatty(),
         )
     except (OSError, ValueError) as exc:  # a directory, no permission, a NUL byte in the path
         if reading_only:  # a monitoring account may not write the service's log: log to stderr only
@@ -195,6 +197,25 @@ def _tune_gc_for_runs() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def _progress(out: TextIO, total: int, workers: int) -> Any:
+    """A live progress line when the output is a terminal; None for services and pipes."""
+    if not (hasattr(out, "isatty") and out.isatty()):
+        return None
+    from hwb_client.operator.progress import Progress
+
+    return Progress(out, total, workers)
+
+
+def _print_summary(progress: Any, out: TextIO, *, dry_run: bool) -> None:
+    from hwb_client.operator.progress import attention, summary_table
+
+    out.write(summary_table(progress.done, time.monotonic() - progress.started_at))
+    if not dry_run:
+        for result in attention(progress.done):
+            out.write("\n")
+            _print_result(result, out)
+
+
 def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     from hwb_client.run import run_school
 
@@ -203,12 +224,15 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
     stop = _stop_on_signals()
     printing = threading.Lock()
+    workers = min(settings.schedule.max_concurrent_schools, len(schools)) or 1
+    progress = _progress(out, len(schools), workers)
 
     def run_one(school: Any) -> Any:
         if stop.is_set():
             return None
-        if sys.stderr.isatty():
-            sys.stderr.write(f"running {school.dfes_number} {school.name}...\n")
+        started = time.monotonic()
+        if progress is not None:
+            progress.started()
         result = run_school(
             settings,
             school,
@@ -217,14 +241,18 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             stop=stop,
             lock_wait_seconds=args.wait,
         )
-        with printing:
-            _print_result(result, out)
+        if progress is not None:
+            progress.finished(result, school.name, time.monotonic() - started)
+        if progress is None or args.dry_run:  # a dry run's plan is printed whole, even on a terminal
+            with printing:
+                text = io.StringIO()
+                _print_result(result, text)
+                (progress.write if progress else out.write)(text.getvalue())
         return result
 
     # Schools run side by side (schedule.max_concurrent_schools, as the daemon does): one school's MIS
     # query or API round trip overlaps another's validation, and a slow school holds up no other. Each
     # result is printed as its school finishes.
-    workers = min(settings.schedule.max_concurrent_schools, len(schools)) or 1
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hwb-school") as pool:
         futures = [pool.submit(run_one, school) for school in schools]
         try:
@@ -235,6 +263,11 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             for future in futures:
                 future.cancel()
             raise
+        finally:
+            if progress is not None:
+                progress.close()
+    if progress is not None:
+        _print_summary(progress, out, dry_run=args.dry_run)
     if stop.is_set():
         return 143
     return _exit_code([result for result in results if result is not None])

@@ -261,7 +261,9 @@ class AlertSettings(_Section):
         if self.smtp_host and not self.mail_to:
             raise ValueError("smtp_host is set but mail_to lists nobody; add the LA's support address")
         if self.username and not (self.password_file or self.password_env):
-            raise ValueError("username is set: give password_file or password_env (never the password inline)")
+            raise ValueError(
+                "username is set: give password_file or password_env (never the password inline)"
+            )
         return self
 
 

@@ -27,7 +27,9 @@ def two_schools(make_lab, sandbox):
     assert lab.cli("--run-now").returncode == 1  # the secondary holds a record back
     # The national side loses the secondary's record of SJE; the leave the school then sends is refused.
     db = sqlite3.connect(sandbox.db_path)
-    db.execute("DELETE FROM school_records WHERE dfes_number = '6614001' AND kind = 'staff' AND record_key = 'SJE'")
+    db.execute(
+        "DELETE FROM school_records WHERE dfes_number = '6614001' AND kind = 'staff' AND record_key = 'SJE'"
+    )
     db.commit()
     db.close()
     secondary.execute("UPDATE mis_staff SET leaving_date = '2026-07-22' WHERE staff_code = 'SJE'")
@@ -149,19 +151,41 @@ def test_report_renders_in_a_browser_to_png_and_prints_to_pdf(two_schools, tmp_p
     html = tmp_path / "report.html"
     assert two_schools.cli("report", "--school", "6614001", "--output", str(html)).returncode == 0
     common = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
     ]
     png, pdf = tmp_path / "report.png", tmp_path / "report.pdf"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [*common, f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1200,1600", html.as_uri()],
-            check=True, capture_output=True, timeout=120,
+            [
+                *common,
+                f"--user-data-dir={profile}",
+                f"--screenshot={png}",
+                "--window-size=1200,1600",
+                html.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [*common, f"--user-data-dir={profile}", f"--print-to-pdf={pdf}", "--no-pdf-header-footer", html.as_uri()],
-            check=True, capture_output=True, timeout=120,
+            [
+                *common,
+                f"--user-data-dir={profile}",
+                f"--print-to-pdf={pdf}",
+                "--no-pdf-header-footer",
+                html.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000

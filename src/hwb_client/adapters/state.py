@@ -391,7 +391,16 @@ class StateStore:
         self.db.executemany(
             "INSERT OR REPLACE INTO record_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                (kind.value, key, op.value, str(r.get("status")), r.get("reason"), batch.run_id, batch.batch_id, now)
+                (
+                    kind.value,
+                    key,
+                    op.value,
+                    str(r.get("status")),
+                    r.get("reason"),
+                    batch.run_id,
+                    batch.batch_id,
+                    now,
+                )
                 for (op, kind, key, _digest, _year), r in zip(batch.ops, results, strict=True)
             ),
         )
