@@ -104,8 +104,9 @@ def test_under_systemd_each_line_on_stderr_carries_its_journal_priority(make_lab
     ok = lab.cli("--run-now")
     lines = ok.stderr.splitlines()
     assert lines and all(re.match(r"^<[2-7]>\{", line) for line in lines), ok.stderr
-    started = next(json.loads(line[3:]) for line in lines if '"run_started"' in line)
-    assert lines[[i for i, l in enumerate(lines) if '"run_started"' in l][0]].startswith("<6>")
+    started_line = next(line for line in lines if '"run_started"' in line)
+    started = json.loads(started_line[3:])
+    assert started_line.startswith("<6>")
     assert started["dfes"] == "6612001" and started["run_id"]
     lab.schools[0].mis_path.unlink()
     sqlite3.connect(lab.schools[0].mis_path).close()
