@@ -105,6 +105,11 @@ def test_report_is_owner_only_names_the_held_back_records_and_says_so(two_school
     assert "Elin" not in lab.log_file.read_text(encoding="utf-8")
 
 
+def test_the_dry_run_plan_names_held_back_people_with_their_mis_id(two_schools):
+    plan = two_schools.cli("--run-now", "--dry-run", "--school", "6614001")
+    assert "- staff row 3 (MIS id 4) NEW, Elin Rowlands: start_date_missing" in plan.stdout, plan.stdout
+
+
 def test_status_nagios_gives_plugin_exit_codes_and_performance_data(make_lab):
     lab = make_lab([PRIMARY])
     mis = small_school(lab.schools[0].mis_path, "6612001", learners=40)
