@@ -18,6 +18,8 @@ CLEAR_LINE = "\r\x1b[K"
 
 
 def duration(seconds: float) -> str:
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f} s"
     seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds} s"
