@@ -60,21 +60,14 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
-#: sd-daemon priority prefixes: journald reads ``<N>`` at the start of a line on a service's stderr
-_JOURNAL_PRIORITY = {
-    logging.DEBUG: 7,
-    logging.INFO: 6,
-    logging.WARNING: 4,
-    logging.ERROR: 3,
-    logging.CRITICAL: 2,
-}
-
-
 class _JournalPrefix(structlog.stdlib.ProcessorFormatter):
-    """Each line prefixed with its journald priority (``journalctl -p warning`` then finds warnings)."""
+    """Each line prefixed with its journald priority (sd-daemon ``<N>``: ``journalctl -p warning`` then
+    finds warnings), when journald reads stderr but its native socket is not there."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"<{_JOURNAL_PRIORITY.get(record.levelno, 6)}>" + super().format(record)
+        from hwb_client.platform.journal import PRIORITY
+
+        return f"<{PRIORITY.get(record.levelno, 6)}>" + super().format(record)
 
 
 def configure(
@@ -84,6 +77,7 @@ def configure(
     log_file: Path | None = None,
     stream: Any = None,
     quiet_console: bool = False,
+    journal_socket: Path | None = None,
 ) -> None:
     """Set up structlog over the standard library's handlers (a rotating file when ``log_file``).
 
@@ -92,6 +86,9 @@ def configure(
     stderr carries its journald priority."""
     stream = stream or sys.stderr
     journal = bool(os.environ.get("JOURNAL_STREAM")) and stream is sys.stderr
+    from hwb_client.platform import journal as native
+
+    socket_path = journal_socket or native.JOURNAL_SOCKET
     console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -121,6 +118,15 @@ def configure(
     )
     if quiet_console:
         stream_handler.setLevel(logging.ERROR)
+    if journal and not console and native.available(socket_path):
+        # journald's native protocol: the same JSON as MESSAGE, the priority, dfes and run_id as fields
+        stream_handler = native.JournalHandler(socket_path)
+        stream_handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+                foreign_pre_chain=shared,
+            )
+        )
     if not (quiet_console and log_file is not None):
         root.addHandler(stream_handler)
     if log_file is not None:
