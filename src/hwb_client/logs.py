@@ -108,7 +108,7 @@ def configure(
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if console else structlog.processors.JSONRenderer()
     )
-    stream_handler = logging.StreamHandler(stream)
+    stream_handler: logging.Handler = logging.StreamHandler(stream)
     formatter = _JournalPrefix if journal and not console else structlog.stdlib.ProcessorFormatter
     stream_handler.setFormatter(
         formatter(
