@@ -202,3 +202,27 @@ def test_a_relay_whose_certificate_is_not_trusted_is_not_given_the_password(make
         assert "CERTIFICATE_VERIFY_FAILED" in lab.log_file.read_text(encoding="utf-8")
     finally:
         controller.stop()
+
+
+def test_an_overdue_school_is_alerted_once(make_lab, test_ca):
+    from hwb_client.operator import alerts
+    from hwb_client.settings import load_settings
+
+    ca_file, context = test_ca
+    lab = make_lab([PRIMARY])
+    small_school(lab.schools[0].mis_path, "6612001").close()
+    inbox, controller = smtp_server(free_port(), context)
+    try:
+        alerts_config(lab, controller.port, ca_file)
+        assert lab.cli("--run-now").returncode == 0
+        settings = load_settings(lab.config_path)
+        school = settings.schools[0]
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        assert alerts.check_school(settings, school, soon) is None  # the last success is recent
+        late = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        assert alerts.check_school(settings, school, late) == "overdue"
+        assert alerts.check_school(settings, school, late + dt.timedelta(days=1)) is None
+        assert [m["Subject"] for m in inbox.messages] == ["hwb-client: school 6612001 overdue"]
+        assert "the last successful run was 20" in inbox.messages[0].get_content()
+    finally:
+        controller.stop()

@@ -58,6 +58,10 @@ def test_why_a_teacher_without_a_start_date_is_held_back_with_the_fix(two_school
     assert "HELD BACK (start_date_missing)" in result.stdout
     assert "enter the staff member's start date" in result.stdout
     assert "no record of this person at this school" in result.stdout
+    by_mis_id = two_schools.cli("why", "--school", "6614001", "--mis-id", "4")
+    assert "staff row 3 (MIS id 4): Elin Rowlands" in by_mis_id.stdout
+    by_name = two_schools.cli("why", "--school", "6614001", "--name", "rowlands")
+    assert "HELD BACK (start_date_missing)" in by_name.stdout
 
 
 def test_why_a_learner_still_on_roll_at_the_previous_school_says_so_without_naming_it(two_schools):
