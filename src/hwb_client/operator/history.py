@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hwb_client.adapters.state import RunRow, StateStore
+from hwb_client.errors import StateError
 from hwb_client.settings import SchoolSettings, Settings
 
 PEOPLE = ("learner", "staff")
@@ -90,7 +91,13 @@ def summarise(dfes_number: str, row: RunRow) -> RunSummary:
 
 def school_history(settings: Settings, school: SchoolSettings, last: int | None = None) -> list[RunSummary]:
     """The school's runs, newest first (``last`` of them when given)."""
-    store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
+    try:
+        store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
+    except OSError as exc:
+        raise StateError(
+            f"school {school.dfes_number}: cannot read its state in {settings.client.state_dir} "
+            f"({exc.strerror}); run history as the service user (or root)"
+        ) from None
     try:
         rows = store.runs(last)
     finally:
