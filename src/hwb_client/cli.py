@@ -335,10 +335,17 @@ def cmd_rotate_key(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from hwb_client.operator import status
 
-    settings = _load(args, reading_only=True)
-    schools = [settings.school(args.status_school)] if args.status_school else list(settings.schools)
-    now = dt.datetime.now(dt.UTC)
-    entries = [status.school_status(settings, school, now) for school in schools]
+    try:
+        settings = _load(args, reading_only=True)
+        schools = [settings.school(args.status_school)] if args.status_school else list(settings.schools)
+        now = dt.datetime.now(dt.UTC)
+        entries = [status.school_status(settings, school, now) for school in schools]
+    except HwbClientError as exc:  # whatever stops status is UNKNOWN to a monitoring system
+        if args.nagios:
+            out.write(f"HWB UNKNOWN - {exc.message.splitlines()[0]}\n")
+        else:
+            sys.stderr.write(f"hwb-client: error: {exc.message}\n")
+        return status.UNKNOWN
     if args.nagios:
         out.write(status.nagios_line(entries, now) + "\n")
     elif args.json:

@@ -132,6 +132,9 @@ def test_status_nagios_gives_plugin_exit_codes_and_performance_data(make_lab):
     blocked = lab.cli("status", "--nagios")
     assert blocked.returncode == 2 and "6612001 last run blocked" in blocked.stdout
     assert lab.cli("status").returncode == 2
+    lab.config_path.write_text("not = [valid toml")
+    broken = lab.cli("status", "--nagios")
+    assert broken.returncode == 3 and broken.stdout.startswith("HWB UNKNOWN - ") and broken.stdout[-1] == "\n"
 
 
 def _chromium():

@@ -57,7 +57,7 @@ def test_a_0_2_0_report_shows_people_and_memberships_apart_with_holds_overrides_
     text = "\n".join(history.format_run(summary))
     assert "held back: 1 (1 people, 2 groups/memberships): start_date_missing=1" in text
     assert "refused by Hwb: 1 people, 0 groups/memberships" in text
-    assert "2 batch(es) resent" in text
+    assert "2 batch(es) resent (9 operation(s))" in text and "as of 2026-12-01)" in text
     assert (
         "hold: removals learner - held" in text
         and "override: removals by --allow-mass-removal (root)" in text

@@ -51,6 +51,8 @@ class RunSummary:
     refused_other: int = 0
     batches: int = 0
     resent_batches: int | None = None
+    resent_operations: int | None = None
+    as_of: str | None = None
     holds: list[dict[str, Any]] = field(default_factory=list)
     overrides: list[dict[str, Any]] = field(default_factory=list)
 
@@ -80,6 +82,8 @@ def summarise(dfes_number: str, row: RunRow) -> RunSummary:
         refused_other=_total(refused, _others(refused)) if isinstance(refused, Mapping) else 0,
         batches=int(report.get("batches") or 0),
         resent_batches=report.get("resent_batches"),
+        resent_operations=report.get("resent_operations"),
+        as_of=report.get("as_of"),
         holds=list(report.get("holds") or []),
         overrides=list(report.get("overrides") or []),
     )
@@ -112,9 +116,13 @@ def _counts(people: int, other: int) -> str:
 def format_run(run: RunSummary) -> list[str]:
     lines = [
         f"{run.dfes_number} {run.started_at} -> {run.finished_at or '(not finished)'} "
-        f"{run.outcome.upper()} (client {run.client_version or 'unknown'}, run {run.run_id})",
+        f"{run.outcome.upper()} (client {run.client_version or 'unknown'}, run {run.run_id}"
+        + (f", as of {run.as_of})" if run.as_of else ")"),
         f"  sent: {_counts(run.sent_people, run.sent_other)} in {run.batches} batch(es)"
-        + (f"; {run.resent_batches} batch(es) resent" if run.resent_batches else ""),
+        + (f"; {run.resent_batches} batch(es) resent" if run.resent_batches else "")
+        + (
+            f" ({run.resent_operations} operation(s))" if run.resent_batches and run.resent_operations else ""
+        ),
     ]
     held_total = sum(run.held_back.values())
     if held_total:
