@@ -174,7 +174,8 @@ def test_bad_configuration_stops_before_anything_is_read_or_sent(make_lab):
 
 
 @pytest.mark.parametrize(
-    "command", ["status", "schedule", "check-config", "enrol", "daemon", "rotate-key", "history", "why", "report"]
+    "command",
+    ["status", "schedule", "check-config", "enrol", "daemon", "rotate-key", "history", "why", "report"],
 )
 def test_every_command_has_help_and_a_readme_entry(command):
     from pathlib import Path
