@@ -371,6 +371,10 @@ class StateStore:
             self.db.executemany(
                 "INSERT INTO acknowledged (kind, key, digest, status, year_group, account_id, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET digest = excluded.digest, "
+                # a fingerprint stands for the row that produced the old digest: a new digest unbinds it
+                # (else, killed before remember_fingerprints, that old row would later pass as unchanged)
+                "fingerprint = CASE WHEN acknowledged.digest = excluded.digest "
+                "THEN acknowledged.fingerprint END, "
                 "status = excluded.status, year_group = excluded.year_group, "
                 "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
                 "updated_at = excluded.updated_at",
