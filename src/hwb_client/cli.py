@@ -4,7 +4,10 @@
                          [--allow-mass-update] [--wait SECONDS]
     hwb-client enrol --school DFES --code CODE
     hwb-client rotate-key --school DFES
-    hwb-client status [--school DFES] [--json]
+    hwb-client status [--school DFES] [--json | --nagios]
+    hwb-client history [--school DFES] [--last N] [--json]
+    hwb-client why --school DFES (--upn UPN | --staff-code CODE | --mis-id ID | --name TEXT)
+    hwb-client report --school DFES --output FILE
     hwb-client daemon
     hwb-client schedule [--next N] [--from DATE]
     hwb-client check-config
@@ -19,10 +22,12 @@ import argparse
 import concurrent.futures
 import datetime as dt
 import gc
+import io
 import json
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
@@ -36,7 +41,7 @@ from hwb_client.errors import ConfigError, HwbClientError, UsageError
 from hwb_client.settings import Settings, is_loopback_url, load_settings
 from hwb_client.terminal import printable
 
-EXIT_OK, EXIT_WARNING, EXIT_USAGE, EXIT_STATUS = 0, 1, 2, 10
+EXIT_OK, EXIT_WARNING, EXIT_USAGE = 0, 1, 2
 log = structlog.get_logger("hwb_client.cli")
 
 
@@ -45,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hwb-client",
         description="Hwb provisioning client: reads the school MIS over ODBC and provisions Hwb accounts.",
         epilog="Exit codes: 0 ok, 1 records held back/refused, 2 usage, 3 configuration, 4 MIS, 5 national API, "
-        "6 blocked by the safety guard, 7 run in progress, 8 local state, 9 enrolment, 10 status unhealthy.",
+        "6 blocked by the safety guard, 7 run in progress, 8 local state, 9 enrolment; "
+        "status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
     parser.add_argument("--version", action="version", version=f"hwb-client {__version__}")
     parser.add_argument(
@@ -86,9 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--code", required=True, help="the one-time enrolment code issued nationally")
     rotate = sub.add_parser("rotate-key", help="replace this school's signing key (the old one is retired)")
     rotate.add_argument("--school", dest="rotate_school", metavar="DFES", required=True)
-    status = sub.add_parser("status", help="show each school's last run; non-zero exit when unhealthy")
+    status = sub.add_parser(
+        "status", help="show each school's last run; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+    )
     status.add_argument("--school", dest="status_school", metavar="DFES")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--nagios", action="store_true", help="one line and performance data (a plugin)")
+    _add_operator_commands(sub)
     sub.add_parser("daemon", help="run on the academic-calendar schedule until stopped (the service)")
     schedule = sub.add_parser("schedule", help="print the coming scheduled runs and the rule for each")
     schedule.add_argument("--next", type=int, default=10, metavar="N")
@@ -104,13 +114,36 @@ def _iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD") from None
 
 
-def _load(args: argparse.Namespace) -> Settings:
+def _add_operator_commands(sub: Any) -> None:
+    history = sub.add_parser("history", help="each run of each school: outcome, counts, holds, version")
+    history.add_argument("--school", dest="history_school", metavar="DFES")
+    history.add_argument("--last", type=int, metavar="N", help="only the last N runs of each school")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    why = sub.add_parser("why", help="why has this person no account? (MIS, local state, national side)")
+    why.add_argument("--school", dest="why_school", metavar="DFES", required=True)
+    who = why.add_mutually_exclusive_group(required=True)
+    who.add_argument("--upn", help="a learner's UPN (hashed here; never logged, stored or sent)")
+    who.add_argument("--staff-code", metavar="CODE")
+    who.add_argument("--mis-id", metavar="ID", help="the MIS's own id (the profile's mis_id column)")
+    who.add_argument("--name", metavar="TEXT", help="part of a legal forename or surname")
+    report = sub.add_parser("report", help="the school's report for its MIS administrator (names people)")
+    report.add_argument("--school", dest="report_school", metavar="DFES", required=True)
+    report.add_argument("--output", type=Path, required=True, metavar="FILE", help="FILE.html or FILE.csv")
+
+
+def _load(args: argparse.Namespace, *, reading_only: bool = False) -> Settings:
     settings = load_settings(args.config)
     try:
         logs.configure(
-            fmt=settings.client.log_format, level=settings.client.log_level, log_file=settings.client.log_file
+            fmt=settings.client.log_format,
+            level=settings.client.log_level,
+            log_file=settings.client.log_file,
+            quiet_console=bool(getattr(args, "run_now", False)) and sys.stdout.isatty(),
         )
     except (OSError, ValueError) as exc:  # a directory, no permission, a NUL byte in the path
+        if reading_only:  # a monitoring account may not write the service's log: log to stderr only
+            logs.configure(fmt=settings.client.log_format, level="error", log_file=None)
+            return settings
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(
             f"client.log_file: cannot write the log file {settings.client.log_file!s} ({reason}); "
@@ -203,6 +236,25 @@ def _tune_gc_for_runs() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def _progress(out: TextIO, total: int, workers: int) -> Any:
+    """A live progress line when the output is a terminal; None for services and pipes."""
+    if not (hasattr(out, "isatty") and out.isatty()):
+        return None
+    from hwb_client.operator.progress import Progress
+
+    return Progress(out, total, workers)
+
+
+def _print_summary(progress: Any, out: TextIO, *, dry_run: bool) -> None:
+    from hwb_client.operator.progress import attention, summary_table
+
+    out.write(summary_table(progress.done, time.monotonic() - progress.started_at))
+    if not dry_run:
+        for result in attention(progress.done):
+            out.write("\n")
+            _print_result(result, out)
+
+
 def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     from hwb_client.run import run_school
 
@@ -224,12 +276,15 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
     stop = _stop_on_signals()
     printing = threading.Lock()
+    workers = min(settings.schedule.max_concurrent_schools, len(schools)) or 1
+    progress = _progress(out, len(schools), workers)
 
     def run_one(school: Any) -> Any:
         if stop.is_set():
             return None
-        if sys.stderr.isatty():
-            sys.stderr.write(f"running {school.dfes_number} {school.name}...\n")
+        started = time.monotonic()
+        if progress is not None:
+            progress.started()
         result = run_school(
             settings,
             school,
@@ -239,14 +294,18 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             lock_wait_seconds=args.wait,
             today=args.as_of,
         )
-        with printing:
-            _print_result(result, out)
+        if progress is not None:
+            progress.finished(result, school.name, time.monotonic() - started)
+        if progress is None or args.dry_run:  # a dry run's plan is printed whole, even on a terminal
+            with printing:
+                text = io.StringIO()
+                _print_result(result, text)
+                (progress.write if progress else out.write)(text.getvalue())
         return result
 
     # Schools run side by side (schedule.max_concurrent_schools, as the daemon does): one school's MIS
     # query or API round trip overlaps another's validation, and a slow school holds up no other. Each
     # result is printed as its school finishes.
-    workers = min(settings.schedule.max_concurrent_schools, len(schools)) or 1
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hwb-school") as pool:
         futures = [pool.submit(run_one, school) for school in schools]
         try:
@@ -257,6 +316,11 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             for future in futures:
                 future.cancel()
             raise
+        finally:
+            if progress is not None:
+                progress.close()
+    if progress is not None:
+        _print_summary(progress, out, dry_run=args.dry_run)
     if stop.is_set():
         return 143
     return _exit_code([result for result in results if result is not None])
@@ -282,78 +346,55 @@ def cmd_rotate_key(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def school_status(settings: Settings, school: Any, now: dt.datetime) -> dict[str, Any]:
-    from hwb_client.adapters.state import StateStore
-
-    store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
-    try:
-        last = store.last_run()
-        last_success = store.last_success_at()
-        pending = store.count_pending()
-    finally:
-        store.close()
-    entry: dict[str, Any] = {
-        "dfes_number": school.dfes_number,
-        "name": school.name,
-        "last_run": last.report if last else None,
-        "last_success_at": last_success,
-        "pending_batches": pending,
-    }
-    try:
-        from hwb_client.service_commands import schedule_health
-
-        success_at = dt.datetime.fromisoformat(last_success.replace("Z", "+00:00")) if last_success else None
-        entry["schedule"] = schedule_health(settings, success_at, now)
-    except (ImportError, HwbClientError) as exc:
-        entry["schedule"] = {"error": str(exc)}
-    healthy = bool(last and last.outcome in {"success", "partial"}) and not entry["schedule"].get(
-        "overdue", False
-    )
-    entry["healthy"] = healthy
-    return entry
-
-
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    settings = _load(args)
-    schools = [settings.school(args.status_school)] if args.status_school else list(settings.schools)
-    now = dt.datetime.now(dt.UTC)
-    entries = [school_status(settings, school, now) for school in schools]
-    if args.json:
+    from hwb_client.operator import status
+
+    try:
+        settings = _load(args, reading_only=True)
+        schools = [settings.school(args.status_school)] if args.status_school else list(settings.schools)
+        now = dt.datetime.now(dt.UTC)
+        entries = [status.school_status(settings, school, now) for school in schools]
+    except HwbClientError as exc:  # whatever stops status is UNKNOWN to a monitoring system
+        if args.nagios:
+            out.write(f"HWB UNKNOWN - {exc.message.splitlines()[0]}\n")
+        else:
+            sys.stderr.write(f"hwb-client: error: {exc.message}\n")
+        return status.UNKNOWN
+    if args.nagios:
+        out.write(status.nagios_line(entries, now) + "\n")
+    elif args.json:
         out.write(json.dumps({"schools": entries}, indent=2, default=str) + "\n")
     else:
-        for entry in entries:
-            last = entry["last_run"]
-            state = "OK" if entry["healthy"] else "ATTENTION"
-            out.write(f"{entry['dfes_number']} {entry['name']}: {state}\n")
-            if last is None:
-                out.write("  last run: never\n")
-            else:
-                out.write(
-                    f"  last run: {last['finished_at']} {last['outcome']} - {last.get('message', '')}\n"
-                )
-                if last.get("held_back"):
-                    reasons = ", ".join(f"{r}={n}" for r, n in sorted(last["held_back"].items()))
-                    out.write(f"  held back: {reasons}\n")
-                for hold in last.get("holds") or []:
-                    out.write(
-                        f"  held by {hold['rule']}: {hold['count']} > limit {hold['limit']} ({hold['flag']})\n"
-                    )
-                for override in last.get("overrides") or []:
-                    out.write(
-                        f"  allowed past {override['rule']} ({override['count']} > limit {override['limit']}) "
-                        f"with {override['flag']} by {override.get('user') or 'unknown'}\n"
-                    )
-            out.write(f"  last success: {entry['last_success_at'] or 'never'}\n")
-            if entry["pending_batches"]:
-                out.write(f"  batches waiting to be resent: {entry['pending_batches']}\n")
-            schedule = entry.get("schedule") or {}
-            if "next_run" in schedule:
-                out.write(
-                    f"  next run: {schedule['next_run']} ({schedule.get('next_rule', '')})"
-                    + (" - OVERDUE" if schedule.get("overdue") else "")
-                    + "\n"
-                )
-    return EXIT_OK if all(e["healthy"] for e in entries) else EXIT_STATUS
+        out.write(status.format_text(entries))
+    return status.overall(entries)
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.operator import history
+
+    settings = _load(args, reading_only=True)
+    schools = [settings.school(args.history_school)] if args.history_school else list(settings.schools)
+    runs = [run for school in schools for run in history.school_history(settings, school, args.last)]
+    out.write(history.history_json(runs) if args.json else history.format_history(runs))
+    return EXIT_OK
+
+
+def cmd_why(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.operator import why
+
+    settings = _load(args)
+    query = why.Query(upn=args.upn, staff_code=args.staff_code, mis_id=args.mis_id, name=args.name)
+    out.write(why.format_answer(why.explain(settings, settings.school(args.why_school), query)))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.operator import report
+
+    settings = _load(args)
+    written = report.write_report(settings, settings.school(args.report_school), args.output)
+    out.write(f"{written}: written, readable by you only (it names people; do not send it on)\n")
+    return EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
@@ -395,6 +436,9 @@ COMMANDS = {
     "daemon": cmd_daemon,
     "schedule": cmd_schedule,
     "check-config": cmd_check_config,
+    "history": cmd_history,
+    "why": cmd_why,
+    "report": cmd_report,
 }
 
 

@@ -243,6 +243,9 @@ class _Daemon:
             self.state.last_round_rule = rule
         self.save_state()
         schools = [school for school in self.settings.schools if school.enabled]
+        from hwb_client.operator.alerts import check_all
+
+        check_all(self.settings)  # a school overdue since the last round is alerted now (once)
         log.info(
             "round_started", rule=rule, reason=reason, schools=len(schools), jitter_seconds=round(jitter)
         )

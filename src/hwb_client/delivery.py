@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator, Mapping
 
 import structlog
@@ -55,6 +56,7 @@ def send(
     if stop.is_set():
         raise Interrupted("stopped between batches; the rest is resent on the next run")
     state.note_attempt(batch.batch_id)
+    sent_at = time.monotonic()
     try:
         response = api.post_batch(result.dfes_number, batch.batch_id, batch.body, batch.content_encoding)
     except ApiError as exc:
@@ -64,6 +66,7 @@ def send(
             state.discard(batch.batch_id)
             bound.error("batch_discarded", batch_id=batch.batch_id, status=exc.status)
         raise
+    api_seconds = time.monotonic() - sent_at
     failpoint("after_server_ack")
     results = response.body.get("results") if isinstance(response.body, dict) else None
     if not isinstance(results, list) or len(results) != len(batch.ops):
@@ -75,6 +78,8 @@ def send(
         batch_id=batch.batch_id,
         batch_seq=batch.sequence,
         operations=len(batch.ops),
+        body_bytes=len(batch.body),
+        api_seconds=round(api_seconds, 4),
         applied=tally.get("applied", 0),
         unchanged=tally.get("unchanged", 0),
         refused=tally.get("refused", 0),

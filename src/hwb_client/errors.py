@@ -13,7 +13,7 @@ Exit codes (documented in the README; only ``cli.py`` maps errors to them):
 7  another run for the same school is in progress
 8  local state error (state database unreadable or damaged)
 9  enrolment failed
-10 status: the last run failed, was blocked, or is older than the schedule allows
+   status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the monitoring plugin range; 0.1.0 exited 10)
 130/143 interrupted (SIGINT/SIGTERM)
 == =========================================================================
 """

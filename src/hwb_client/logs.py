@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -61,11 +62,35 @@ def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
+class _JournalPrefix(structlog.stdlib.ProcessorFormatter):
+    """Each line prefixed with its journald priority (sd-daemon ``<N>``: ``journalctl -p warning`` then
+    finds warnings), when journald reads stderr but its native socket is not there."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from hwb_client.platform.journal import PRIORITY
+
+        return f"<{PRIORITY.get(record.levelno, 6)}>" + super().format(record)
+
+
 def configure(
-    *, fmt: str = "auto", level: str = "info", log_file: Path | None = None, stream: Any = None
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    log_file: Path | None = None,
+    stream: Any = None,
+    quiet_console: bool = False,
+    journal_socket: Path | None = None,
 ) -> None:
-    """Set up structlog over the standard library's handlers (a rotating file when ``log_file``)."""
+    """Set up structlog over the standard library's handlers (a rotating file when ``log_file``).
+
+    ``quiet_console`` (an interactive run showing progress): events go to the log file only, or with
+    no log file only errors reach the terminal. Under systemd (``JOURNAL_STREAM`` set) each line on
+    stderr carries its journald priority."""
     stream = stream or sys.stderr
+    journal = bool(os.environ.get("JOURNAL_STREAM")) and stream is sys.stderr
+    from hwb_client.platform import journal as native
+
+    socket_path = journal_socket or native.JOURNAL_SOCKET
     console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -85,14 +110,27 @@ def configure(
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if console else structlog.processors.JSONRenderer()
     )
-    stream_handler = logging.StreamHandler(stream)
+    stream_handler: logging.Handler = logging.StreamHandler(stream)
+    formatter = _JournalPrefix if journal and not console else structlog.stdlib.ProcessorFormatter
     stream_handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        formatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
             foreign_pre_chain=shared,
         )
     )
-    root.addHandler(stream_handler)
+    if quiet_console:
+        stream_handler.setLevel(logging.ERROR)
+    if journal and not console and native.available(socket_path):
+        # journald's native protocol: the same JSON as MESSAGE, the priority, dfes and run_id as fields
+        stream_handler = native.JournalHandler(socket_path)
+        stream_handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+                foreign_pre_chain=shared,
+            )
+        )
+    if not (quiet_console and log_file is not None):
+        root.addHandler(stream_handler)
     if log_file is not None:
         file_handler = PrivateRotatingFileHandler(  # 0600 (and a new directory 0700) whatever the umask
             log_file, maxBytes=10_000_000, backupCount=10, encoding="utf-8"

@@ -27,6 +27,7 @@ from hwb_client.core.snapshot import RowFingerprints
 from hwb_client.delivery import freeze, reconcile, send, with_reading_failpoint
 from hwb_client.enrolment import signer_for
 from hwb_client.errors import HwbClientError, Interrupted, RunBlocked, StateStorageError
+from hwb_client.operator.after_run import after_run
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.platform.lock import school_lock
 from hwb_client.reporting import deliver_reports, finish_stale_runs, report_without_state
@@ -82,6 +83,7 @@ def run_school(
     except StateStorageError as exc:
         report_without_state(settings, school, result, exc, run.stop)
         raise
+    after_run(settings, school, result)  # status file, Prometheus textfile, alerts; never raises
     return result
 
 
@@ -113,7 +115,11 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi) -> None:
     if not run.stop.is_set():
         deliver_reports(state, api, run.school.dfes_number, result)
     run.log.info(
-        "run_finished", outcome=result.outcome, batches=result.batches, held_back=result.held_back_by_kind
+        "run_finished",
+        outcome=result.outcome,
+        batches=result.batches,
+        held_back=result.held_back_by_kind,
+        held_back_reasons=dict(result.held_back),
     )
 
 

@@ -74,6 +74,7 @@ class RunResult:
     #: the school's own report of held-back records (names them): shown on screen, never logged or stored
     held_back_details: list[tuple[str, str, str]] = field(default_factory=list)
     error_code: int | None = None
+    rows_read: int = 0
 
     @property
     def held_back(self) -> Counter[str]:

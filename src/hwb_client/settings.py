@@ -272,6 +272,39 @@ class SchoolSettings(_Section):
         return conn
 
 
+class AlertSettings(_Section):
+    """E-mail alerts (``hwb_client.operator.alerts``): to the LA's own SMTP relay, once per change of state."""
+
+    smtp_host: str | None = Field(None, description="the relay; no alerts when unset")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    ca_bundle: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    mail_from: str = "hwb-client@localhost"
+    mail_to: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _recipients(self) -> AlertSettings:
+        if self.smtp_host and not self.mail_to:
+            raise ValueError("smtp_host is set but mail_to lists nobody; add the LA's support address")
+        if self.username and not (self.password_file or self.password_env):
+            raise ValueError(
+                "username is set: give password_file or password_env (never the password inline)"
+            )
+        return self
+
+
+class MonitoringSettings(_Section):
+    """Files for monitoring (``hwb_client.operator.monitoring``), written after every run."""
+
+    textfile_dir: Path | None = Field(None, description="node_exporter textfile collector directory")
+    status_file: Path | None = Field(None, description="default: STATE_DIR/status.json")
+    status_file_group: str | None = Field(None, description="group that may read the status file")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HWB_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -282,6 +315,8 @@ class Settings(BaseSettings):
     guard: GuardSettings = GuardSettings()
     batches: BatchSettings = BatchSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    alerts: AlertSettings = AlertSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     schools: Annotated[list[SchoolSettings], Field(min_length=1)]
     config_path: Path | None = None
 

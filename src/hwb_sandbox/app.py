@@ -30,6 +30,7 @@ from hwb_sandbox.schemas import (
     Batch,
     EnrolmentRequest,
     KeyRequest,
+    RecordLookup,
     RunReport,
 )
 from hwb_sandbox.signatures import (
@@ -64,6 +65,7 @@ URL_MAP: Final = Map(
         Rule("/v1/schools/<dfes>/run-reports", endpoint="post_run_report", methods=["POST"]),
         Rule("/v1/schools/<dfes>/status", endpoint="status", methods=["GET"]),
         Rule("/v1/schools/<dfes>/manifest", endpoint="manifest", methods=["GET"]),
+        Rule("/v1/schools/<dfes>/records/lookup", endpoint="lookup_records", methods=["POST"]),
     ],
     strict_slashes=False,
     merge_slashes=False,
@@ -368,6 +370,15 @@ class SandboxApp:
         records = self.store.manifest(
             dfes, protocol=national.protocol_version(request.headers.get("Hwb-Protocol"))
         )
+        return json_response({"dfes_number": school.dfes_number, "records": records})
+
+    def on_lookup_records(self, request: Request, dfes: str) -> Response:
+        """Protocol 2: the school's own learner/staff records by key (POST, so hashes stay out of URLs)."""
+        school = self._school(dfes)
+        _signer, body = self._verified(request, dfes, BODY_COMPONENTS)
+        lookup = validate(RecordLookup, parse_json(decode_content(request, body)))
+        records = [self.store.lookup(dfes, ref.kind, ref.key) for ref in lookup.records]
+        log_event("records_looked_up", dfes=dfes, records=len(records))
         return json_response({"dfes_number": school.dfes_number, "records": records})
 
 

@@ -23,6 +23,8 @@ from hwb_sandbox.schemas import (
     KeyResponse,
     Manifest,
     ProblemDocument,
+    RecordLookup,
+    RecordLookupResult,
     RunReport,
     RunReportAck,
     Status,
@@ -30,7 +32,13 @@ from hwb_sandbox.schemas import (
 
 PROTOCOL_VERSION: Final = "1.0.0"
 
-_REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (Batch, EnrolmentRequest, KeyRequest, RunReport)
+_REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    Batch,
+    EnrolmentRequest,
+    KeyRequest,
+    RecordLookup,
+    RunReport,
+)
 _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     BatchResult,
     EnrolmentResponse,
@@ -38,6 +46,7 @@ _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     KeyResponse,
     Manifest,
     ProblemDocument,
+    RecordLookupResult,
     RunReportAck,
     Status,
 )
@@ -233,6 +242,19 @@ def _paths() -> dict[str, Any]:
                 "summary": "Keys and digests of what the national side holds for the school",
                 "parameters": signed_get,
                 "responses": {"200": _json(Manifest, "Manifest"), **_problems(*_SIGNED_PROBLEMS)},
+            }
+        },
+        "/v1/schools/{dfes}/records/lookup": {
+            "post": {
+                "operationId": "lookupRecords",
+                "summary": "Protocol 2: the school's own learner/staff records by key, their national "
+                "account, and whether a hashed UPN is on roll at another school (not named)",
+                "parameters": signed_body,
+                "requestBody": _body(RecordLookup),
+                "responses": {
+                    "200": _json(RecordLookupResult, "One answer per record asked for, in order"),
+                    **_problems(*_SIGNED_PROBLEMS, *_BODY_PROBLEMS),
+                },
             }
         },
     }

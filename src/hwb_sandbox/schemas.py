@@ -319,3 +319,36 @@ class ProblemDocument(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, object]] | None = None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Protocol 2: per-record lookup of the school's own records ("why has this person no account?")
+
+MAX_LOOKUP_RECORDS = 100
+
+
+class RecordRef(_Model):
+    kind: Literal["learner", "staff"]
+    key: RecordKeyText
+
+
+class RecordLookup(_Model):
+    records: Annotated[list[RecordRef], Field(min_length=1, max_length=MAX_LOOKUP_RECORDS)]
+
+
+class LookedUpRecord(_Model):
+    kind: Literal["learner", "staff"]
+    key: str
+    #: the school's record: absent (never sent, or removed long ago), active, left or removed
+    status_at_school: Literal["active", "left", "removed"] | None
+    account_id: str | None
+    account_active: bool | None
+    updated_at: str | None
+    leaving_date: str | None
+    #: learners only: the hashed UPN is on roll (active) at another school; the school is never named
+    on_roll_elsewhere: bool | None
+
+
+class RecordLookupResult(_Model):
+    dfes_number: str
+    records: list[LookedUpRecord]

@@ -512,6 +512,44 @@ class SandboxStore:
             for row in rows
         ]
 
+    def lookup(self, dfes_number: str, kind: str, key: str) -> dict[str, Any]:
+        """One of the school's own learner or staff records, its national account, and for a learner
+        whether the hashed UPN is on roll at another school (never which one)."""
+        conn = self.connection()
+        row = conn.execute(
+            "SELECT status, account_id, updated_at, leaving_date FROM school_records"
+            " WHERE dfes_number = ? AND kind = ? AND record_key = ?",
+            (dfes_number, kind, key),
+        ).fetchone()
+        answer: dict[str, Any] = {
+            "kind": kind,
+            "key": key,
+            "status_at_school": row["status"] if row else None,
+            "account_id": row["account_id"] if row else None,
+            "account_active": None,
+            "updated_at": row["updated_at"] if row else None,
+            "leaving_date": row["leaving_date"] if row else None,
+            "on_roll_elsewhere": None,
+        }
+        today = self.today().isoformat()
+        if kind == "learner":
+            # on roll at another school today, by the national calendar (never which school)
+            elsewhere = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM school_records r WHERE r.kind = 'learner' AND r.record_key = ?"
+                f" AND r.dfes_number != ? AND {ON_ROLL_SQL})",
+                (key, dfes_number, today),
+            ).fetchone()[0]
+            answer["on_roll_elsewhere"] = bool(elsewhere)
+        if row is not None and row["account_id"]:
+            # an account is active while any school holds it on roll today (``ON_ROLL_SQL``)
+            active = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM school_records r WHERE r.kind = ? AND r.account_id = ?"
+                f" AND {ON_ROLL_SQL})",
+                (kind, row["account_id"], today),
+            ).fetchone()[0]
+            answer["account_active"] = bool(active)
+        return answer
+
     def manifest(self, dfes_number: str, *, protocol: int = 1) -> list[dict[str, Any]]:
         """What the school holds. Protocol 2 adds the calendar: state, dates and the classroom flag."""
         _today, rows = self._calendar_rows(dfes_number, ("learner", "staff", "group", "membership"))
@@ -608,6 +646,7 @@ def _purge_learners(conn: sqlite3.Connection, today: dt.date) -> int:
             (len(suffix), suffix),
         )
         conn.execute("DELETE FROM school_records WHERE kind = 'learner' AND account_id = ?", (account[0],))
+        conn.execute("DELETE FROM learner_pseudonyms WHERE account_id = ?", (account[0],))
         conn.execute("DELETE FROM learner_accounts WHERE account_id = ?", (account[0],))
     return len(due)
 

@@ -127,7 +127,7 @@ def test_mass_disappearance_is_blocked_until_a_person_allows_it(make_lab):
     assert "BLOCKED" in blocked.stdout and "50 of 60 active learner records vanished" in blocked.stdout
     assert len([k for k in manifest(lab) if k[0] == "learner"]) == 60  # nothing was sent
     status = lab.cli("status")
-    assert status.returncode == 10 and "blocked" in status.stdout
+    assert status.returncode == 2 and "blocked" in status.stdout  # CRITICAL (0.1.0 exited 10)
     allowed = lab.cli("--run-now", "--allow-mass-removal")
     assert allowed.returncode == 0
     assert len([k for k in manifest(lab) if k[0] == "learner"]) == 10
@@ -173,7 +173,10 @@ def test_bad_configuration_stops_before_anything_is_read_or_sent(make_lab):
     assert not lab.state_dir.exists()
 
 
-@pytest.mark.parametrize("command", ["status", "schedule", "check-config", "enrol", "daemon", "rotate-key"])
+@pytest.mark.parametrize(
+    "command",
+    ["status", "schedule", "check-config", "enrol", "daemon", "rotate-key", "history", "why", "report"],
+)
 def test_every_command_has_help_and_a_readme_entry(command):
     from pathlib import Path
 

@@ -87,7 +87,7 @@ def test_mis_database_down_before_the_run_fails_it_with_exit_4_and_removes_nothi
     assert down.returncode == 4, down.stdout + down.stderr
     assert "cannot connect to the MIS over ODBC" in down.stdout and "Traceback" not in down.stderr
     _nothing_removed(lab, before, batches)
-    assert lab.cli("status").returncode == 10
+    assert lab.cli("status").returncode == 2  # CRITICAL
     back = lab.run_now()
     assert back.returncode in {0, 1} and "0 change(s) sent" in back.stdout
     lab.assert_sandbox_matches_mis()

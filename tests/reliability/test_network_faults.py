@@ -62,7 +62,7 @@ def _fails_then_converges(
     retries = len(failed.events("request_retry"))
     assert retries >= 1 and attempts == retries + 1
     status = lab.cli("status")
-    assert status.returncode == 10 and "failed" in status.stdout
+    assert status.returncode == 2 and "failed" in status.stdout  # CRITICAL
     assert run_reports(lab.sandbox, lab.dfes)[-1]["outcome"] == "failed"  # the portal shows it too
 
     proxy.set_rules(Rule(rule.fault, "/batches", times=transient, status=rule.status, headers=rule.headers))
@@ -98,7 +98,7 @@ def test_refused_connections_fail_the_run_within_the_bound_and_the_next_run_conv
     assert "Traceback" not in failed.stderr
     # the manifest (first run) and then the run report each retry until the bound
     assert failed.seconds < 2 * float(FAST_API["give_up_after_seconds"]) + OVERHEAD_SECONDS
-    assert lab.cli("status").returncode == 10
+    assert lab.cli("status").returncode == 2  # CRITICAL
     recovered = lab.run_now()
     assert recovered.returncode == 0, recovered.stderr
     lab.assert_sandbox_matches_mis()

@@ -97,3 +97,25 @@ def test_state_database_schema_has_no_column_for_names_or_dates_of_birth(tmp_pat
     }
     db.close()
     assert not columns & {"upn", "legal_forename", "legal_surname", "date_of_birth", "forename", "surname"}
+
+
+def test_a_new_acknowledged_digest_unbinds_the_old_rows_fingerprint(tmp_path: Path) -> None:
+    """Killed between acknowledging a change and remembering the new row's fingerprint, the old row's
+    fingerprint must not keep standing for the changed record (the old row coming back would be skipped)."""
+    store = StateStore.open(tmp_path, "6612001")
+    upsert = PendingBatch(
+        "b1", "run1", 1, BODY, None, (PendingOp(Op.UPSERT, Kind.STAFF, "SJE", "sha-256:present"),)
+    )
+    store.add_to_outbox([upsert])
+    store.acknowledge(store.pending_batches()[0], [{"status": "applied"}])
+    store.db.execute("UPDATE acknowledged SET fingerprint = x'01' WHERE key = 'SJE'")
+    same = PendingBatch(
+        "b2", "run2", 1, BODY, None, (PendingOp(Op.UPSERT, Kind.STAFF, "SJE", "sha-256:present"),)
+    )
+    store.add_to_outbox([same])
+    store.acknowledge(store.pending_batches()[0], [{"status": "unchanged"}])
+    assert b"\x01" in store.index()[1]  # the same digest keeps its fingerprint
+    leave = PendingBatch("b3", "run3", 1, BODY, None, (PendingOp(Op.LEAVE, Kind.STAFF, "SJE", "sha-256:left"),))
+    store.add_to_outbox([leave])
+    store.acknowledge(store.pending_batches()[0], [{"status": "applied"}])
+    assert store.index()[1] == {}

@@ -34,8 +34,8 @@ REQUIRED_FIELDS: Final[Mapping[KindName, frozenset[str]]] = {
     "memberships": frozenset({"group_id", "member_kind"}),
 }
 OPTIONAL_FIELDS: Final[Mapping[KindName, frozenset[str]]] = {
-    "learners": frozenset({"registration_group", "start_date", "leaving_date"}),
-    "staff": frozenset({"leaving_date"}),
+    "learners": frozenset({"registration_group", "start_date", "leaving_date", "mis_id"}),
+    "staff": frozenset({"leaving_date", "mis_id"}),
     "groups": frozenset({"name", "year_group"}),
     "memberships": frozenset({"upn", "staff_code"}),
 }

@@ -77,6 +77,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox_ops ADD COLUMN stable TEXT;
     UPDATE acknowledged SET fingerprint = NULL;
     """,
+    # 4 (0.2.0): operator's console (issue 11): the national answer to the last operation sent for each record
+    # (which run and batch, when, applied/unchanged/refused and the refusal reason), and the reason each
+    # held-back record was last logged under (``ref`` is a keyed hash: no personal data)
+    """
+    CREATE TABLE record_results (
+        kind TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL, status TEXT NOT NULL, reason TEXT,
+        run_id TEXT NOT NULL, batch_id TEXT NOT NULL, answered_at TEXT NOT NULL,
+        PRIMARY KEY (kind, key)) WITHOUT ROWID;
+    CREATE TABLE held_back_records (
+        ref TEXT PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, since TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
 
 
@@ -438,14 +449,45 @@ class StateStore:
             self.db.executemany(
                 "INSERT INTO acknowledged (kind, key, digest, status, year_group, stable, account_id, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
-                "digest = excluded.digest, status = excluded.status, year_group = excluded.year_group, "
+                "digest = excluded.digest, "
+                # a fingerprint stands for the row that produced the old digest: a new digest unbinds it
+                # (else, killed before remember_fingerprints, that old row would later pass as unchanged)
+                "fingerprint = CASE WHEN acknowledged.digest = excluded.digest "
+                "THEN acknowledged.fingerprint END, "
+                "status = excluded.status, year_group = excluded.year_group, "
                 "stable = coalesce(excluded.stable, acknowledged.stable), "
                 "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
                 "updated_at = excluded.updated_at",
                 kept,
             )
             self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch.batch_id,))
+            self._remember_results(batch, results, now)
         return tally
+
+    def has_table(self, name: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return row.fetchone() is not None
+
+    def _remember_results(self, batch: PendingBatch, results: list[Mapping[str, Any]], now: str) -> None:
+        """The national answer per record (for ``hwb-client why``), when the table exists."""
+        if not self.has_table("record_results"):
+            return
+        self.db.executemany(
+            "INSERT OR REPLACE INTO record_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    pending.kind.value,
+                    pending.key,
+                    pending.op.value,
+                    str(r.get("status")),
+                    r.get("reason"),
+                    batch.run_id,
+                    batch.batch_id,
+                    now,
+                )
+                for pending, r in zip(batch.ops, results, strict=True)
+            ),
+        )
 
     # -- runs --------------------------------------------------------------------------------------
 
@@ -467,6 +509,11 @@ class StateStore:
     def last_run(self) -> RunRow | None:
         runs = self._runs("WHERE finished_at IS NOT NULL ORDER BY rowid DESC LIMIT 1")
         return runs[0] if runs else None
+
+    def runs(self, last: int | None = None) -> list[RunRow]:
+        """Every run, newest first (the ``last`` ones when given)."""
+        limit = f" LIMIT {int(last)}" if last is not None else ""
+        return self._runs("ORDER BY rowid DESC" + limit)
 
     def last_success_at(self) -> str | None:
         if self.schema_version == 0:

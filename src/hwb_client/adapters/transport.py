@@ -128,6 +128,20 @@ class NationalApi:
     def manifest(self, dfes_number: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/schools/{dfes_number}/manifest", what="manifest").body)
 
+    def lookup_records(self, dfes_number: str, refs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Protocol 2: the national side's view of some of the school's own records, ``(kind, key)``
+        with hashed keys only (see docs/protocol.md, "Per-record lookup")."""
+        body = {"records": [{"kind": kind, "key": key} for kind, key in refs]}
+        answer = self._call(
+            "POST",
+            f"/v1/schools/{dfes_number}/records/lookup",
+            json_body=body,
+            headers={"Hwb-Protocol": "2"},
+            what="record lookup",
+        ).body
+        records = answer.get("records") if isinstance(answer, dict) else None
+        return [dict(r) for r in records] if isinstance(records, list) else []
+
     def status(self, dfes_number: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/schools/{dfes_number}/status", what="status").body)
 

@@ -151,7 +151,8 @@ class _Builder:
     _duplicated: set[tuple[Kind, str]] = field(default_factory=set)
 
     def hold(self, kind: Kind, index: int, row: Row, reason: Reason, key: str | None = None) -> None:
-        self.snapshot.held_back.append(HeldBack(kind, f"{kind.value}:{index}", reason))
+        mis_id = str(row["mis_id"]) if row.get("mis_id") is not None else None
+        self.snapshot.held_back.append(HeldBack(kind, f"{kind.value}:{index}", reason, key, mis_id))
         self.snapshot.labels[len(self.snapshot.held_back) - 1] = _label(kind, index, row, reason)
         if key is not None:
             self.snapshot.held_keys.add((kind, key))

@@ -106,6 +106,10 @@ class HeldBack:
     kind: Kind
     ref: str
     reason: Reason
+    #: the record's key when it has one (upn_hash, staff code, group id), and its MIS id when the profile
+    #: maps one: stable references for the operator's console (never logged as such)
+    key: str | None = None
+    mis_id: str | None = None
 
 
 class Invalid(Exception):
