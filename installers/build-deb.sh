@@ -77,10 +77,12 @@ install -d "$LIB" "$DOC" "$PKG/usr/bin" "$PKG/usr/lib/systemd/system" "$PKG/usr/
 install -d -m 0750 "$PKG/etc/hwb-client"
 for version in $PYTHONS; do
     tree="$LIB/python$version"
+    rm -f "$WHEELHOUSE"/hwb_client-*.whl  # only ever this build's own wheel (pip download copies it)
     # Offline from the wheelhouse when it has everything; otherwise fill it from PyPI first.
     if ! target "$version" install --no-index "--find-links=$WHEELHOUSE" "--target=$tree" >/dev/null 2>&1; then
         rm -rf "$tree"
         target "$version" download --dest="$WHEELHOUSE" "--find-links=$WHEELHOUSE" >/dev/null
+        rm -f "$WHEELHOUSE"/hwb_client-*.whl
         target "$version" install --no-index "--find-links=$WHEELHOUSE" "--target=$tree" >/dev/null
     fi
     # Not shipped: the sandbox, the demo and synthetic data (dev only), scripts for a venv, and the
