@@ -130,5 +130,5 @@ find "$PKG" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 mkdir -p "$OUT"
 DEB="$OUT/hwb-client_${DEB_VERSION}_${ARCH}.deb"
-clean dpkg-deb --root-owner-group -Zxz --build "$PKG" "$DEB" >/dev/null
+clean dpkg-deb --root-owner-group -Zgzip -z9 --build "$PKG" "$DEB" >/dev/null
 echo "$DEB"

@@ -116,16 +116,16 @@ def test_deb_vendors_the_pinned_dependencies_for_each_python(contents: dict[str,
     pinned = pins()
     for version in PYTHONS:
         prefix = f"{LIB}/python{version}/"
-        dists = {
-            Path(p).name.removesuffix(".dist-info/").rsplit("-", 1)[0].lower(): Path(p).name.rsplit("-", 1)[1]
+        dists = dict(
+            Path(p).name.removesuffix(".dist-info").rsplit("-", 1)
             for p in contents
             if p.startswith(prefix) and p.endswith(".dist-info/") and p.count("/") == 6
-        }
+        )
         for needed in ("hwb_client", "apscheduler", "pyodbc", "cryptography", "pydantic", "pydantic_settings",
                        "structlog", "requests", "http_message_signatures"):  # fmt: skip
             assert needed in dists, f"python{version}: no {needed}"
         for name, found in dists.items():
-            assert found.removesuffix(".dist-info/") == pinned.get(name, found.removesuffix(".dist-info/"))
+            assert found == pinned.get(name.lower(), found), f"python{version}: {name} {found} is not pinned"
     assert any(p.endswith("cpython-313-x86_64-linux-gnu.so") for p in contents)
 
 
@@ -236,7 +236,7 @@ def left_behind(root: Path) -> set[str]:
     found = run_in(
         root,
         "find / -xdev \\( -path /proc -o -path /tmp -o -path /srv -o -path /var/cache/apt \\) -prune "
-        "-o -name '*hwb*' -print",
+        "-o -name '*hwb*' -print; ls -A /etc/hwb-client 2>/dev/null | sed 's|^|/etc/hwb-client/|'",
     ).stdout.split()
     return set(found)
 
