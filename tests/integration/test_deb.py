@@ -241,9 +241,13 @@ def left_behind(root: Path) -> set[str]:
     return set(found)
 
 
-@pytest.mark.skipif(can_build() is not None, reason=can_build() or "")
 @pytest.mark.parametrize("release", list(RELEASES))
 def test_install_dry_run_remove_and_purge_in_a_minimal_chroot(release: str, deb: Path, tmp_path: Path) -> None:
+    missing = can_build()
+    if missing and os.environ.get("CI") == "true":
+        pytest.fail(f"the Debian chroot test must run in CI: it {missing}")
+    if missing:
+        pytest.skip(missing)
     began = time.monotonic()
     with chroot(release, tmp_path) as root:
         shutil.copy(deb, root / "tmp/hwb-client.deb")
