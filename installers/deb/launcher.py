@@ -1,9 +1,9 @@
-#!/usr/bin/python3 -I
+#!/usr/bin/python3 -IB
 """/usr/lib/hwb-client/hwb-client: start hwb-client with the vendored packages for this python3.
 
 The package ships one tree of dependencies per supported Python version (python3.11, python3.12,
 python3.13 beside this file); -I keeps PYTHONPATH, the user's site-packages and the current directory
-out of the way.
+out of the way, and -B writes no __pycache__ into /usr/lib (files no package would own).
 """
 
 import sys

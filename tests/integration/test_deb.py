@@ -281,6 +281,15 @@ def test_install_dry_run_remove_and_purge_in_a_minimal_chroot(release: str, deb:
         events = [json.loads(line)["event"] for line in
                   (root / "var/log/hwb-client/hwb-client.log").read_text(encoding="utf-8").splitlines()]  # fmt: skip
         assert events, "the dry run logged nothing to the example's log file"
+        # Even root running the launcher directly leaves no unowned __pycache__ in /usr/lib.
+        run_in(root, f"{LIB}/hwb-client --version")
+        assert run_in(root, f"find {LIB} -name __pycache__").stdout == ""
+        # The shipped logrotate snippet rotates the example's log file as the service user.
+        run_in(root, "apt-get install -y -qq --no-install-recommends logrotate")
+        run_in(root, "logrotate -f /etc/logrotate.d/hwb-client")
+        rotated = run_in(root, "stat -c '%U %a' /var/log/hwb-client/hwb-client.log.1 /var/log/hwb-client/hwb-client.log")
+        old, new = rotated.stdout.splitlines()
+        assert old.startswith("hwb-client ") and new == "hwb-client 640", rotated.stdout
 
         run_in(root, "apt-get remove -y -qq hwb-client")
         assert not (root / "usr/lib/hwb-client").exists()
