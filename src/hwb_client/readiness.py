@@ -46,9 +46,17 @@ def _writable_dir(path: Path, setting: str) -> Iterator[str]:
 
 def _national_key(settings: Settings) -> Iterator[str]:
     from hwb_client.adapters.national_key import load_national_key
+    from hwb_client.platform.files import world_accessible
 
+    path = settings.client.national_key_file
+    if path.is_file() and world_accessible(path):  # reported, not fixed: check-config changes nothing
+        yield (
+            f"client.national_key_file: {path} is readable by every user on this server; restrict it "
+            f"(chmod o-rwx {path}; owner root, group of the service user, mode 0640)"
+        )
+        return
     try:
-        load_national_key(settings.client.national_key_file)
+        load_national_key(path)
     except HwbClientError as exc:
         yield _first_line(exc)
 

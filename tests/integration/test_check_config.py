@@ -86,3 +86,12 @@ def test_connect_reports_a_broken_profile_query_and_an_api_that_is_down(ready_la
     lines = problems(ready_lab.cli("check-config", "--connect"))
     assert any(line.startswith("schools[6612001].profile: the staff query fails") for line in lines), lines
     assert any(line.startswith("api.base_url: cannot reach http://127.0.0.1:9/healthz") for line in lines), lines
+
+
+def test_a_national_key_every_user_may_read_is_reported_and_left_as_it_is(ready_lab: Lab) -> None:
+    ready_lab.national_key_file.chmod(0o644)
+    result = ready_lab.cli("check-config")
+    assert result.returncode == 3
+    [line] = problems(result)
+    assert line.startswith("client.national_key_file: ") and "readable by every user" in line
+    assert ready_lab.national_key_file.stat().st_mode & 0o777 == 0o644  # check-config changes nothing
