@@ -34,6 +34,12 @@ class HwbClientError(Exception):
         return self.message
 
 
+class UsageError(HwbClientError):
+    """The command line asks for something that cannot be done as given; nothing was read or sent."""
+
+    exit_code = 2
+
+
 class ConfigError(HwbClientError):
     """The configuration is wrong; the message names the setting and the fix."""
 
@@ -77,6 +83,15 @@ class StateError(HwbClientError):
     """The local state database cannot be used."""
 
     exit_code = 8
+
+
+class StateStorageError(StateError):
+    """The state directory is full or cannot be written: a person frees space or fixes permissions; the
+    state itself is sound (never set aside for this)."""
+
+
+class UnsafeFileError(StateError):
+    """A file or directory of the client's state is a symbolic link, not ours, or open to others."""
 
 
 class EnrolmentError(HwbClientError):

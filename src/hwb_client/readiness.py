@@ -44,8 +44,8 @@ def _writable_dir(path: Path, setting: str) -> Iterator[str]:
         )
 
 
-def _national_key(settings: Settings) -> Iterator[str]:
-    from hwb_client.adapters.national_key import load_national_key
+def _national_key(settings: Settings, today: dt.date, notes: list[str]) -> Iterator[str]:
+    from hwb_client.adapters.national_key import describe, load_national_key
     from hwb_client.platform.files import world_accessible
 
     path = settings.client.national_key_file
@@ -56,7 +56,8 @@ def _national_key(settings: Settings) -> Iterator[str]:
         )
         return
     try:
-        load_national_key(path)
+        load_national_key(path, today)
+        notes += describe(path, today)  # the key ids in use today, a changeover due
     except HwbClientError as exc:
         yield _first_line(exc)
 
@@ -192,7 +193,8 @@ def _api_health(settings: Settings) -> Iterator[str]:
 
 def check(settings: Settings, *, connect: bool = False, today: dt.date) -> Report:
     """Every problem a run would meet, one line each, and notes for what is fine but worth knowing."""
-    problems = list(_national_key(settings))
+    key_notes: list[str] = []
+    problems = list(_national_key(settings, today, key_notes))
     problems += _writable_dir(settings.client.state_dir, "client.state_dir")
     if settings.client.log_file is not None:
         problems += _writable_dir(settings.client.log_file.parent, "client.log_file")
@@ -201,6 +203,7 @@ def check(settings: Settings, *, connect: bool = False, today: dt.date) -> Repor
             problems += _school(settings, school, connect=connect)
     term_problems, notes = _terms(settings, today)
     problems += term_problems
+    notes = key_notes + notes
     if connect:
         problems += _api_health(settings)
     return Report(problems, notes)

@@ -10,11 +10,13 @@ Environment overrides use ``__`` between levels, for example ``HWB_API__BASE_URL
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import itertools
 import os
 import re
 import sys
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -62,13 +64,27 @@ class ClientSettings(_Section):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-
     @model_validator(mode="after")
     def _credential_first(self) -> ClientSettings:
         found = credential_path(self.national_key_credential or "")
         if found is not None:
             object.__setattr__(self, "national_key_file", found)  # frozen; set once while validating
         return self
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP address (parsed, not a prefix test: ``127.example`` is a name)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_url(url: str) -> bool:
+    return is_loopback_host(urllib.parse.urlsplit(url).hostname or "")
 
 
 class ApiSettings(_Section):
@@ -82,19 +98,32 @@ class ApiSettings(_Section):
     backoff_max_seconds: float = Field(60.0, ge=0, le=900)
     give_up_after_seconds: float = Field(600.0, gt=0, le=86400)
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(
+                f"no file at {path}: give the PEM file of the CA that issued the national API's certificate, "
+                "or remove the setting to use the system's CAs"
+            )
+        return path
+
     @field_validator("base_url")
     @classmethod
     def _https_unless_loopback(cls, url: AnyHttpUrl) -> AnyHttpUrl:
-        host = (url.host or "").strip("[]")
-        loopback = host in {"localhost", "::1"} or host.startswith("127.")
-        if url.scheme != "https" and not loopback:
+        if url.scheme != "https" and not is_loopback_host(url.host or ""):
             raise ValueError("must be https:// (plain http:// is only allowed to a loopback address)")
         return url
 
 
 class GuardSettings(_Section):
+    """The safety guard's limits (``core.guard``): removals scale with the school, updates exclude the
+    summer rollover."""
+
     max_removal_share: float = Field(0.10, ge=0, le=1)
-    min_removals: int = Field(20, ge=0)
+    min_removals: int = Field(3, ge=0)
+    max_update_share: float = Field(0.75, ge=0, le=1)
+    min_updates: int = Field(5, ge=0)
 
 
 class BatchSettings(_Section):

@@ -205,7 +205,7 @@ class RLab:
         dfes = dfes or self.dfes
         snapshot = self.projection(dfes)
         expected = {
-            (kind.value, key): (entry.digest, "left" if entry.leaving else "active")
+            (kind.value, key): (entry.digest, "left" if entry.left else "active")
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
         }
@@ -284,7 +284,7 @@ def _key_material(lab: RLab) -> set[str]:
         found.update(line for line in lines if line and not line.startswith("-----"))
     national_key = lab.lab.national_key_file
     if national_key.exists():
-        found.add(re.search(r'"key": "([^"]+)"', national_key.read_text()).group(1))  # type: ignore[union-attr]
+        found.update(re.findall(r'"key": "([^"]+)"', national_key.read_text()))  # every key of a rotation
     return found
 
 

@@ -34,7 +34,7 @@ def test_the_shipped_example_configuration_is_valid() -> None:
 
 def test_a_minimal_configuration_loads_with_sane_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, GOOD))
-    assert settings.guard.max_removal_share == 0.10 and settings.guard.min_removals == 20
+    assert settings.guard.max_removal_share == 0.10 and settings.guard.min_removals == 3
     assert settings.signing_key_path(settings.schools[0]) == tmp_path / "keys" / "6612001.pem"
 
 
@@ -55,6 +55,14 @@ def test_a_minimal_configuration_loads_with_sane_defaults(tmp_path: Path) -> Non
             r"schools\[6612001\]\.odbc: required setting is missing",
         ),
         (("[client]", "[guard]\nmax_removal_share = 3\n[client]"), r"guard\.max_removal_share"),
+        (
+            ("[api]", '[api]\nca_bundle = "/nonexistent/ca.pem"'),
+            r"api\.ca_bundle: no file at /nonexistent/ca\.pem",
+        ),
+        (
+            ('base_url = "http://127.0.0.1:9999/"', 'base_url = "http://127.attacker.example/"'),
+            r"api\.base_url: must be https://",
+        ),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from hwb_client import logs
-from hwb_client.adapters.state import PendingBatch, StateStore, set_aside
+from hwb_client.adapters.state import MIGRATIONS, PendingBatch, PendingOp, StateStore, set_aside
 from hwb_client.core.model import Kind, Op
 from hwb_client.errors import StateError
 
@@ -18,7 +18,7 @@ BODY = "Siân Prydderch 2015-03-04".encode()
 
 
 def batch(batch_id: str = "b1") -> PendingBatch:
-    ops = ((Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:aa", "6"), (Op.REMOVE, Kind.STAFF, "T9", None, None))
+    ops = (PendingOp(Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:aa", "6"), PendingOp(Op.REMOVE, Kind.STAFF, "T9", None))
     return PendingBatch(batch_id, "run1", 1, BODY, None, ops)
 
 
@@ -51,7 +51,7 @@ def test_a_pending_batch_survives_reopening(tmp_path: Path) -> None:
     store.close()
     again = StateStore.open(tmp_path, "6612001")
     assert [b.batch_id for b in again.pending_batches()] == ["b1", "b2"]
-    assert again.schema_version == 2
+    assert again.schema_version == len(MIGRATIONS)
 
 
 def test_a_damaged_database_is_detected_and_can_be_set_aside(tmp_path: Path) -> None:

@@ -25,14 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
 from hwb_client.core.model import Kind, Op
 from hwb_client.core.snapshot import Known, Snapshot
-from hwb_client.errors import StateError
-from hwb_client.platform.files import write_secret_file
+from hwb_client.errors import StateError, StateStorageError, UnsafeFileError
+from hwb_client.platform.filesystem import (
+    create_private,
+    ensure_private_dir,
+    read_private,
+    secure_existing,
+    storage_problem,
+    write_secret_file,
+)
+
+log = structlog.get_logger("hwb_client.state")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -58,6 +68,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE acknowledged ADD COLUMN fingerprint BLOB;
     """,
+    # 3 (0.2.0): records in time. A keyed digest of each record without its rollover fields (the
+    # mass-update rule), carried by pending operations too. Fingerprints are forgotten once: 0.1.0 bound
+    # them to records with leaving dates (whose state changes with the day) and knew no stable digest;
+    # the next run takes the full path once and binds them again. Nothing is re-sent: digests stay.
+    """
+    ALTER TABLE acknowledged ADD COLUMN stable TEXT;
+    ALTER TABLE outbox_ops ADD COLUMN stable TEXT;
+    UPDATE acknowledged SET fingerprint = NULL;
+    """,
 )
 
 
@@ -72,7 +91,19 @@ class PendingBatch:
     sequence: int
     body: bytes
     content_encoding: str | None
-    ops: tuple[tuple[Op, Kind, str, str | None, str | None], ...]  # op, kind, key, digest, year_group
+    ops: tuple[PendingOp, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOp:
+    """What the state needs of one sent operation to advance when it is acknowledged."""
+
+    op: Op
+    kind: Kind
+    key: str
+    digest: str | None
+    year_group: str | None = None
+    stable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,7 @@ class StateStore:
         self.path = path
         self._cipher = cipher
         self.fingerprint_key: bytes | None = None
+        self._digest_key: bytes | None = None
 
     # -- opening, migrations, integrity ------------------------------------------------------------
 
@@ -108,14 +140,16 @@ class StateStore:
                 else:
                     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             else:
-                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                connection = sqlite3.connect(path, isolation_level=None, timeout=30)
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
+                connection = _open_private_database(state_dir, path)
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute("PRAGMA temp_store=MEMORY")
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
+        except OSError as exc:
+            raise storage_problem(exc, state_dir) or exc from None
         except sqlite3.DatabaseError as exc:
+            problem = storage_problem(exc, state_dir)
+            if problem is not None:  # full or read-only: the database is sound, never set it aside
+                raise problem from None
             raise StateError(
                 f"school {dfes_number}: the state database {path} is damaged ({exc}); "
                 "it will be set aside and rebuilt from the national manifest on the next run"
@@ -129,11 +163,19 @@ class StateStore:
             store._migrate()
             secret = _outbox_key(key_path)
         elif key_path.exists():
-            secret = key_path.read_bytes()
+            secret = read_private(key_path, fix=None)  # read-only (status, dry run): modes left as found
         if secret is not None:
             store._cipher = AESGCM(secret)
             store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()
+            store._digest_key = hmac.new(secret, b"hwb-stable-digest-v1", hashlib.sha256).digest()
         return store
+
+    def keyed(self, data: bytes) -> str:
+        """A digest keyed with this school's local secret: the state database alone gives nothing to
+        guess names or dates of birth against."""
+        if self._digest_key is None:
+            return hashlib.sha256(data).hexdigest()
+        return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
 
     def _migrate(self) -> None:
         self.db.execute(
@@ -163,7 +205,8 @@ class StateStore:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # a full disk may already have rolled it back
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 
@@ -204,38 +247,47 @@ class StateStore:
     def index(self) -> tuple[dict[Kind, dict[str, Acknowledged]], dict[bytes, Known]]:
         """The acknowledged records per kind, and fingerprint -> the record it produced (see
         ``core.snapshot``), in one pass over the table."""
-        if self.schema_version < 2:
+        if self.schema_version < 3:
             return self.acknowledged(), {}
         index: dict[Kind, dict[str, Acknowledged]] = {}
         known: dict[bytes, Known] = {}
         for kind in Kind:
             records: dict[str, Acknowledged] = {}
-            for key, digest, status, year_group, fingerprint in self.db.execute(
-                "SELECT key, digest, status, year_group, fingerprint FROM acknowledged WHERE kind = ?",
+            for key, digest, status, year_group, fingerprint, stable in self.db.execute(
+                "SELECT key, digest, status, year_group, fingerprint, stable FROM acknowledged WHERE kind = ?",
                 (kind.value,),
             ):
-                records[key] = Acknowledged(digest, status, year_group)
+                records[key] = Acknowledged(digest, status, year_group, stable)
                 if fingerprint is not None:
-                    known[fingerprint] = Known(key, digest, status == LEFT, year_group)
+                    known[fingerprint] = Known(key, digest, status == LEFT, year_group, stable)
             index[kind] = records
         return index, known
 
     def remember_fingerprints(self, snapshot: Snapshot) -> int:
-        """Bind each fully checked row's fingerprint to its acknowledged record, when the record is
-        exactly what was acknowledged (same digest); returns how many were bound."""
+        """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when
+        the record is exactly what was acknowledged (same digest); returns how many were bound."""
         rows = [
-            (entry.fingerprint, kind.value, key, entry.digest)
+            (entry.fingerprint, entry.stable, kind.value, key, entry.digest)
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
-            if entry.fingerprint is not None
+            if entry.record is not None
         ]
         if not rows:
             return 0
         with self.transaction():
             cursor = self.db.executemany(
-                "UPDATE acknowledged SET fingerprint = ? WHERE kind = ? AND key = ? AND digest = ?", rows
+                "UPDATE acknowledged SET fingerprint = ?, stable = ? WHERE kind = ? AND key = ? AND digest = ?",
+                rows,
             )
             return cursor.rowcount
+
+    def rekey(self, moves: Iterable[tuple[Kind, str, str]]) -> None:
+        """Move acknowledged records to new keys (a national key changeover), in one transaction."""
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE acknowledged SET key = ? WHERE kind = ? AND key = ?",
+                ((new, kind.value, old) for kind, old, new in moves),
+            )
 
     def account_ids(self, kind: Kind) -> dict[str, str]:
         return {
@@ -260,6 +312,18 @@ class StateStore:
             )
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_at', ?)", (now,))
             return cursor.rowcount
+
+    def held_before(self) -> dict[Kind, int] | None:
+        """Per kind, the previously sent records held back at the last completed run (the guard's
+        ``mass_hold_back`` rule), or None when never recorded (a new state, or one made by 0.1.0)."""
+        if self.schema_version < 3:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'held_back_sent'").fetchone()
+        return {Kind(k): int(n) for k, n in json.loads(row[0]).items()} if row else None
+
+    def remember_held_before(self, counts: Mapping[Kind, int]) -> None:
+        value = json.dumps({kind.value: n for kind, n in counts.items()}, sort_keys=True)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('held_back_sent', ?)", (value,))
 
     # -- outbox ------------------------------------------------------------------------------------
 
@@ -298,10 +362,11 @@ class StateStore:
                     ),
                 )
                 self.db.executemany(
-                    "INSERT INTO outbox_ops VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox_ops (batch_id, idx, op, kind, key, digest, year_group, stable) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        (batch.batch_id, i, op.value, kind.value, key, digest, year_group)
-                        for i, (op, kind, key, digest, year_group) in enumerate(batch.ops)
+                        (batch.batch_id, i, o.op.value, o.kind.value, o.key, o.digest, o.year_group, o.stable)
+                        for i, o in enumerate(batch.ops)
                     ),
                 )
 
@@ -311,9 +376,10 @@ class StateStore:
             "SELECT batch_id, run_id, sequence, content_encoding, body FROM outbox ORDER BY created_at, sequence"
         ).fetchall():
             ops = tuple(
-                (Op(op), Kind(kind), key, digest, year_group)
-                for op, kind, key, digest, year_group in self.db.execute(
-                    "SELECT op, kind, key, digest, year_group FROM outbox_ops WHERE batch_id = ? ORDER BY idx",
+                PendingOp(Op(op), Kind(kind), key, digest, year_group, stable)
+                for op, kind, key, digest, year_group, stable in self.db.execute(
+                    "SELECT op, kind, key, digest, year_group, stable FROM outbox_ops WHERE batch_id = ? "
+                    "ORDER BY idx",
                     (batch_id,),
                 )
             )
@@ -341,8 +407,9 @@ class StateStore:
         now = _now()
         tally: dict[str, int] = {}
         removed: list[tuple[str, str]] = []
-        kept: list[tuple[str, str, str | None, str, str | None, Any, str]] = []
-        for (op, kind, key, digest, year_group), result in zip(batch.ops, results, strict=True):
+        kept: list[tuple[str, str, str | None, str, str | None, str | None, Any, str]] = []
+        for pending, result in zip(batch.ops, results, strict=True):
+            op, kind, key = pending.op, pending.kind, pending.key
             status = str(result.get("status"))
             tally[status] = tally.get(status, 0) + 1
             if status == "refused":
@@ -353,14 +420,26 @@ class StateStore:
                 removed.append((kind.value, key))
                 continue
             status_after = LEFT if op is Op.LEAVE else ACTIVE
-            kept.append((kind.value, key, digest, status_after, year_group, result.get("account_id"), now))
+            kept.append(
+                (
+                    kind.value,
+                    key,
+                    pending.digest,
+                    status_after,
+                    pending.year_group,
+                    pending.stable,
+                    result.get("account_id"),
+                    now,
+                )
+            )
         with self.transaction():
             # Statements per batch, not per operation (a first run acknowledges thousands at a time).
             self.db.executemany("DELETE FROM acknowledged WHERE kind = ? AND key = ?", removed)
             self.db.executemany(
-                "INSERT INTO acknowledged (kind, key, digest, status, year_group, account_id, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET digest = excluded.digest, "
-                "status = excluded.status, year_group = excluded.year_group, "
+                "INSERT INTO acknowledged (kind, key, digest, status, year_group, stable, account_id, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
+                "digest = excluded.digest, status = excluded.status, year_group = excluded.year_group, "
+                "stable = coalesce(excluded.stable, acknowledged.stable), "
                 "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
                 "updated_at = excluded.updated_at",
                 kept,
@@ -414,13 +493,60 @@ class StateStore:
         return [r[0] for r in self.db.execute("SELECT run_id FROM runs WHERE finished_at IS NULL")]
 
 
+class _StateConnection(sqlite3.Connection):
+    """A connection whose full-disk and read-only failures are ``StateStorageError``s naming the
+    directory (SQLite reports them as ``OperationalError`` text at whichever statement meets them)."""
+
+    state_dir: Path
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise storage_problem(exc, self.state_dir) or exc from None
+
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise storage_problem(exc, self.state_dir) or exc from None
+
+
+def _open_private_database(state_dir: Path, path: Path) -> sqlite3.Connection:
+    """The state database, created 0600 before SQLite opens it (its ``-wal`` and ``-shm`` take the
+    database's mode); files left 0644 by 0.1.0 are tightened; a symbolic link is refused."""
+    ensure_private_dir(state_dir)
+    create_private(path)
+    for side in ("-wal", "-shm"):
+        secure_existing(path.with_name(path.name + side))
+    connection = sqlite3.connect(path, isolation_level=None, timeout=30, factory=_StateConnection)
+    connection.state_dir = state_dir
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    return connection
+
+
 def _outbox_key(path: Path) -> bytes:
-    if path.exists():
-        key = path.read_bytes()
-        if len(key) == 32:
-            return key
+    """The outbox key (also the root of the row-fingerprint key): read without following a link; a
+    missing or short one is replaced (pending batches sealed under it then cannot be read)."""
+    try:
+        key = read_private(path)
+    except FileNotFoundError:
+        key = b""
+    except OSError as exc:
+        raise storage_problem(exc, path.parent) or exc from None
+    if key == bytes(len(key)) and key:
+        raise UnsafeFileError(
+            f"the outbox key {path} is all zeros (not a key this client made); move it away and run again "
+            "(pending batches sealed under it are rebuilt by the next run's diff)"
+        )
+    if len(key) == 32:
+        return key
     key = AESGCM.generate_key(bit_length=256)
-    write_secret_file(path, key)
+    try:
+        write_secret_file(path, key)
+    except OSError as exc:
+        raise storage_problem(exc, path.parent) or exc from None
     return key
 
 
@@ -437,3 +563,23 @@ def set_aside(state_dir: Path, dfes_number: str) -> Path | None:
         if side.exists():
             side.replace(target.with_name(target.name + suffix))
     return target
+
+
+@contextlib.contextmanager
+def open_state(state_dir: Path, dfes_number: str, *, read_only: bool) -> Iterator[StateStore]:
+    """The school's state, closed on exit. A damaged database is set aside (kept for inspection) and a
+    new one started, which the run rebuilds from the national manifest; read-only, it is an error."""
+    try:
+        store = StateStore.open(state_dir, dfes_number, read_only=read_only)
+    except (StateStorageError, UnsafeFileError):
+        raise  # the database is sound: a person frees space, fixes permissions or removes a link
+    except StateError:
+        if read_only:
+            raise
+        moved = set_aside(state_dir, dfes_number)
+        log.error("state_damaged_set_aside", dfes=dfes_number, moved_to=str(moved))
+        store = StateStore.open(state_dir, dfes_number)
+    try:
+        yield store
+    finally:
+        store.close()

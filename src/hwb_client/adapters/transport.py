@@ -22,12 +22,15 @@ import requests
 import structlog
 
 from hwb_client import __version__
+from hwb_client.adapters.tls_failure import certificate_refused, tls_failure_message
 from hwb_client.errors import ApiError, Interrupted
 from hwb_client.settings import ApiSettings
 
 log = structlog.get_logger("hwb_client.transport")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The protocol version this client speaks (docs/protocol.md, "Changes in version 2"); absent means 1.
+PROTOCOL_VERSION = "2"
 
 
 class Signer(Protocol):
@@ -85,6 +88,7 @@ class NationalApi:
         self._sleep = sleep
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = f"hwb-client/{__version__}"
+        self.session.headers["Hwb-Protocol"] = PROTOCOL_VERSION
         self.session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
         if settings.proxy:
             self.session.proxies = {"http": settings.proxy, "https": settings.proxy}
@@ -168,6 +172,10 @@ class NationalApi:
             retry_after: float | None = None
             try:
                 response = self.session.send(prepared, timeout=timeout, allow_redirects=False)
+            except requests.exceptions.SSLError as exc:
+                if certificate_refused(exc):  # a certificate does not verify better on a retry
+                    raise ApiError(tls_failure_message(what, exc, url, self.settings.ca_bundle)) from None
+                failure, status = "SSLError", None  # a handshake cut short: retried like a reset
             except (
                 requests.ConnectionError,
                 requests.Timeout,
