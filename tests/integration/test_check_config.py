@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def problems(result) -> list[str]:
     """The problem lines (the notes that follow them say what is fine: the key ids, the term dates)."""
     lines = result.stdout.strip().splitlines()
     assert "NOT READY" in lines[-1], result.stdout + result.stderr
-    count = int(lines[-1].rsplit("(", 1)[1].split()[0])
+    count = int(re.search(r"NOT READY \((\d+) problem", lines[-1])[1])
     return lines[:count]
 
 
