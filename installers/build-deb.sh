@@ -1,68 +1,134 @@
 #!/bin/sh
-# Build dist/hwb-client_VERSION_ARCH.deb with dpkg-deb: the project and its pinned dependencies as
-# wheels (installed offline into /opt/hwb-client/venv by postinst), the systemd unit, an example
-# configuration (a conffile) and /usr/bin/hwb-client.
+# Build dist/hwb-client_VERSION_amd64.deb with dpkg-deb: one package for Debian 12 (Python 3.11),
+# Ubuntu 24.04 (3.12) and Debian 13 (3.13). The project and its pinned dependencies are installed at
+# BUILD time, one tree per Python version, under /usr/lib/hwb-client/python3.X (owned by the package:
+# dpkg -S and debsums know every file); /usr/lib/hwb-client/hwb-client starts the tree of the system
+# python3. The sandbox national API (hwb_sandbox, waitress, Werkzeug) is not shipped.
 #
-#   installers/build-deb.sh            # uses .venv/bin/python and constraints.txt
+#   installers/build-deb.sh                      # uses .venv/bin/python and constraints.txt
 #   PYTHON=python3 OUT=/tmp/out installers/build-deb.sh
 #
-# The wheels are built for the building Python (CPython 3.11 on x86_64 = Debian 12's python3), so
-# the package is amd64 and depends on python3 3.11.x.
+# Reproducible: every tool runs with a cleared environment (no PIP_*, no pip.conf, no locale or
+# umask of the caller), file times are SOURCE_DATE_EPOCH (default: the date of the top entry of
+# installers/deb/changelog), and two builds give the same bytes (tests/integration/test_deb.py).
+# The third-party wheels are downloaded once from PyPI into WHEELHOUSE (a cache outside the tree,
+# default ~/.cache/hwb-client-build/wheels); later builds are offline.
 set -eu
+umask 022
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 OUT=${OUT:-$ROOT/dist}
 ARCH=${ARCH:-$(dpkg --print-architecture)}
-VERSION=$(cd "$ROOT" && "$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+PYTHONS=${PYTHONS:-"3.11 3.12 3.13"}
+WHEELHOUSE=${WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/hwb-client-build/wheels}
+[ "$ARCH" = amd64 ] || { echo "build-deb.sh: only amd64 is supported (manylinux x86_64 wheels)" >&2; exit 2; }
+MACHINE=x86_64
+
+# The Debian version is the top changelog entry; its upstream part must be pyproject's version.
+DEB_VERSION=$(dpkg-parsechangelog -l "$ROOT/installers/deb/changelog" -SVersion)
+UPSTREAM=$(cd "$ROOT" && "$PYTHON" -I -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+if [ "${DEB_VERSION%-*}" != "$UPSTREAM" ]; then
+    echo "build-deb.sh: installers/deb/changelog is at $DEB_VERSION but pyproject.toml at $UPSTREAM;" \
+        "add a changelog entry for $UPSTREAM-1 (dch -v $UPSTREAM-1 -c installers/deb/changelog)" >&2
+    exit 2
+fi
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(dpkg-parsechangelog -l "$ROOT/installers/deb/changelog" -STimestamp)}
 
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT INT TERM
 PKG="$STAGE/pkg"
 SRC="$STAGE/src"
+LIB="$PKG/usr/lib/hwb-client"
+DOC="$PKG/usr/share/doc/hwb-client"
 
-# Constraints: the exact pins we ship and test; a freeze of the dev venv if there are none yet.
-if [ -f "$ROOT/constraints.txt" ]; then
-    CONSTRAINTS="$ROOT/constraints.txt"
-else
-    CONSTRAINTS="$STAGE/constraints.txt"
-    "$PYTHON" -m pip freeze --exclude-editable | grep -iv '^hwb-client' > "$CONSTRAINTS"
-fi
+# clean CMD...: run with nothing of the caller's environment but what is named here.
+clean() {
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$STAGE/home" LANG=C.UTF-8 LC_ALL=C.UTF-8 TZ=UTC \
+        SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 \
+        PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+        ${HTTPS_PROXY:+HTTPS_PROXY="$HTTPS_PROXY"} ${https_proxy:+https_proxy="$https_proxy"} "$@"
+}
 
 # Build from a copy so the working tree gets no build/ or *.egg-info.
-mkdir -p "$SRC"
+mkdir -p "$SRC" "$STAGE/home" "$STAGE/wheel" "$WHEELHOUSE"
 (cd "$ROOT" && tar --exclude=./.venv --exclude=./.git --exclude=./dist --exclude=./build \
     --exclude='*.egg-info' --exclude=__pycache__ --exclude=./.hypothesis --exclude=./.mypy_cache \
     --exclude=./.pytest_cache --exclude=./.ruff_cache -cf - .) | tar -C "$SRC" -xf -
+clean "$PYTHON" -I -m pip wheel --quiet --no-deps --wheel-dir "$STAGE/wheel" "$SRC" >/dev/null
 
-install -d "$PKG/DEBIAN" "$PKG/opt/hwb-client/wheels" "$PKG/lib/systemd/system" \
-    "$PKG/usr/bin" "$PKG/usr/share/doc/hwb-client"
+platforms() {
+    for minor in 17 28 34 36; do printf -- '--platform manylinux_2_%s_%s ' "$minor" "$MACHINE"; done
+    printf -- '--platform manylinux2014_%s' "$MACHINE"
+}
+# target VERSION: pip install --target for that CPython; wheels only, the dependencies as pinned.
+target() {
+    pyver=$1 command=$2
+    shift 2
+    abi="cp$(echo "$pyver" | tr -d .)"
+    # shellcheck disable=SC2046 # platforms prints several options on purpose
+    clean "$PYTHON" -I -m pip "$command" --quiet --only-binary=:all: --python-version "$pyver" \
+        --implementation cp --abi "$abi" --abi abi3 --abi none $(platforms) \
+        --constraint "$ROOT/constraints.txt" --find-links "$STAGE/wheel" "$@" "hwb-client==$UPSTREAM"
+}
+
+install -d "$LIB" "$DOC" "$PKG/usr/bin" "$PKG/usr/lib/systemd/system" "$PKG/usr/share/man/man1" \
+    "$PKG/usr/share/lintian/overrides" "$PKG/etc/logrotate.d" "$PKG/DEBIAN"
 install -d -m 0750 "$PKG/etc/hwb-client"
-"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$PKG/opt/hwb-client/wheels" \
-    --constraint "$CONSTRAINTS" "$SRC"
+for version in $PYTHONS; do
+    tree="$LIB/python$version"
+    rm -f "$WHEELHOUSE"/hwb_client-*.whl  # only ever this build's own wheel (pip download copies it)
+    # Offline from the wheelhouse when it has everything; otherwise fill it from PyPI first.
+    if ! target "$version" install --no-index "--find-links=$WHEELHOUSE" "--target=$tree" >/dev/null 2>&1; then
+        rm -rf "$tree"
+        target "$version" download --dest="$WHEELHOUSE" "--find-links=$WHEELHOUSE" >/dev/null
+        rm -f "$WHEELHOUSE"/hwb_client-*.whl
+        target "$version" install --no-index "--find-links=$WHEELHOUSE" "--target=$tree" >/dev/null
+    fi
+    # Not shipped: the sandbox, the demo and synthetic data (dev only), scripts for a venv, and the
+    # one file pip writes that names this build's temporary directory.
+    rm -rf "$tree/bin" "$tree/hwb_sandbox" "$tree/hwb_synth" "$tree/hwb_demo"
+    find "$tree" -name direct_url.json -delete
+    find "$tree" -name __pycache__ -prune -exec rm -rf {} +
+    # As dh_strip does: no debugging symbols (the upstream wheels keep some).
+    find "$tree" -name '*.so' -exec strip --strip-unneeded --remove-section=.comment --remove-section=.note {} +
+    if [ -e "$tree/waitress" ] || [ -e "$tree/werkzeug" ]; then
+        echo "build-deb.sh: the sandbox's web server stack got into the package" >&2
+        exit 1
+    fi
+done
 
-install -m 0644 "$ROOT/service/hwb-client.service" "$PKG/lib/systemd/system/hwb-client.service"
-install -m 0640 "$ROOT/config/hwb-client.example.toml" "$PKG/etc/hwb-client/hwb-client.toml"
-install -m 0644 "$ROOT/config/hwb-client.example.toml" "$PKG/usr/share/doc/hwb-client/hwb-client.example.toml"
+install -m 0755 "$ROOT/installers/deb/launcher.py" "$LIB/hwb-client"
 install -m 0755 "$ROOT/installers/deb/hwb-client.sh" "$PKG/usr/bin/hwb-client"
-install -m 0644 "$ROOT/installers/deb/copyright" "$PKG/usr/share/doc/hwb-client/copyright"
-if [ -f "$ROOT/README.md" ]; then
-    install -m 0644 "$ROOT/README.md" "$PKG/opt/hwb-client/README.md"
-fi
-if [ -f "$ROOT/CHANGELOG.md" ]; then
-    install -m 0644 "$ROOT/CHANGELOG.md" "$PKG/usr/share/doc/hwb-client/CHANGELOG.md"
-fi
+install -m 0644 "$ROOT/service/hwb-client.service" "$PKG/usr/lib/systemd/system/hwb-client.service"
+install -m 0640 "$ROOT/config/hwb-client.example.toml" "$PKG/etc/hwb-client/hwb-client.toml"
+install -m 0644 "$ROOT/installers/deb/logrotate" "$PKG/etc/logrotate.d/hwb-client"
+install -m 0644 "$ROOT/installers/deb/lintian-overrides" "$PKG/usr/share/lintian/overrides/hwb-client"
+install -m 0644 "$ROOT/config/hwb-client.example.toml" "$DOC/hwb-client.example.toml"
+install -m 0644 "$ROOT/installers/deb/copyright" "$DOC/copyright"
+clean gzip -9n < "$ROOT/installers/deb/changelog" > "$DOC/changelog.Debian.gz"
+clean gzip -9n < "$ROOT/CHANGELOG.md" > "$DOC/changelog.gz"
+clean gzip -9n < "$ROOT/README.md" > "$DOC/README.md.gz"
+# The manual page, from the argument parser of the code being packaged.
+clean "$PYTHON" -I "$ROOT/installers/deb/manpage.py" "$SRC/src" | clean gzip -9n > "$PKG/usr/share/man/man1/hwb-client.1.gz"
 
 for script in postinst prerm postrm; do
-    sed "s/@VERSION@/$VERSION/g" "$ROOT/installers/deb/$script" > "$PKG/DEBIAN/$script"
-    chmod 0755 "$PKG/DEBIAN/$script"
+    install -m 0755 "$ROOT/installers/deb/$script" "$PKG/DEBIAN/$script"
 done
-echo /etc/hwb-client/hwb-client.toml > "$PKG/DEBIAN/conffiles"
-SIZE=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
-sed -e "s/@VERSION@/$VERSION/g" -e "s/@ARCH@/$ARCH/g" -e "s/@INSTALLED_SIZE@/$SIZE/g" \
+printf '%s\n' /etc/hwb-client/hwb-client.toml /etc/logrotate.d/hwb-client > "$PKG/DEBIAN/conffiles"
+
+# Modes and times that do not depend on the build machine.
+find "$PKG" -type d -exec chmod 0755 {} +
+chmod 0750 "$PKG/etc/hwb-client"
+find "$PKG/usr/lib/hwb-client" -type f ! -path "$LIB/hwb-client" -exec chmod 0644 {} +
+(cd "$PKG" && find usr etc -type f ! -path 'etc/*' -print0 | LC_ALL=C sort -z | xargs -0 md5sum) > "$PKG/DEBIAN/md5sums"
+chmod 0644 "$PKG/DEBIAN/md5sums" "$PKG/DEBIAN/conffiles"
+SIZE=$(du -sk --apparent-size --exclude=DEBIAN "$PKG" | cut -f1)
+sed -e "s/@VERSION@/$DEB_VERSION/g" -e "s/@ARCH@/$ARCH/g" -e "s/@INSTALLED_SIZE@/$SIZE/g" \
     "$ROOT/installers/deb/control.in" > "$PKG/DEBIAN/control"
+find "$PKG" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 mkdir -p "$OUT"
-DEB="$OUT/hwb-client_${VERSION}_${ARCH}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$PKG" "$DEB" >/dev/null
+DEB="$OUT/hwb-client_${DEB_VERSION}_${ARCH}.deb"
+clean dpkg-deb --root-owner-group -Zgzip -z9 --build "$PKG" "$DEB" >/dev/null
 echo "$DEB"

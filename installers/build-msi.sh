@@ -30,7 +30,7 @@ else
 fi
 
 install -m 0644 "$ROOT/installers/windows/install.ps1" "$STAGE/files/install.ps1"
-install -m 0644 "$ROOT/config/hwb-client.example.toml" "$STAGE/files/hwb-client.example.toml"
+install -m 0644 "$ROOT/config/hwb-client.windows.toml" "$STAGE/files/hwb-client.example.toml"  # the Windows example
 
 (cd "$STAGE/files" && find wheels -type f -name '*.whl' | sort) \
     | wixl-heat --prefix wheels/ --directory-ref WHEELSDIR --component-group Wheels \

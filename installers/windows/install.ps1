@@ -69,6 +69,15 @@ function Remove-HwbService {
     }
 }
 
+function Assert-Python {
+    # The wheels beside this script are built for CPython 3.11 x64: refuse any other Python clearly.
+    $found = $null
+    try { $found = & $Python -c "import platform, struct, sys; print('%d.%d %d' % (sys.version_info[0], sys.version_info[1], struct.calcsize('P') * 8), platform.python_implementation())" 2>$null } catch { }
+    if ($found -ne "3.11 64 CPython") {
+        throw "hwb-client needs CPython 3.11 (64-bit) for all users; $Python is $(if ($found) { $found } else { 'not a working Python' }). Install it from python.org, then run this script with -Python 'C:\Program Files\Python311\python.exe'."
+    }
+}
+
 Assert-Administrator
 
 if ($Uninstall) {
@@ -77,6 +86,8 @@ if ($Uninstall) {
     Write-Host "HwbClient removed. Configuration and state are kept in $DataDir."
     return
 }
+
+Assert-Python
 
 # 1. The venv, offline from the shipped wheels (ignoring any pip.ini on this server).
 $version = & $Python -c "import sys; print('%d.%d' % sys.version_info[:2])"

@@ -103,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     schedule = sub.add_parser("schedule", help="print the coming scheduled runs and the rule for each")
     schedule.add_argument("--next", type=int, default=10, metavar="N")
     schedule.add_argument("--from", dest="start", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
-    sub.add_parser("check-config", help="check the configuration and query profiles; read and send nothing")
+    check = sub.add_parser(
+        "check-config", help="check this server is ready to run (keys, enrolment, ODBC, directories, terms)"
+    )
+    check.add_argument(
+        "--connect", action="store_true", help="also open each MIS, count each query's rows, ask the API's /healthz"
+    )
     return parser
 
 
@@ -398,18 +403,16 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
-    from hwb_client.adapters.odbc_source import load_profile
+    from hwb_client.readiness import check
 
     settings = _load(args)
-    base = settings.config_path.parent if settings.config_path else None
-    for school in settings.schools:
-        load_profile(school.profile, base_dir=base)
-        school.connection_string()
-    out.write(f"{settings.config_path}: OK ({len(settings.schools)} school(s))\n")
-    from hwb_client.adapters import national_key
-
-    for line in national_key.describe(settings.client.national_key_file, dt.date.today()):
-        out.write(line + "\n")
+    report = check(settings, connect=args.connect, today=dt.date.today())
+    for line in [*report.problems, *report.notes]:
+        out.write(f"{line}\n")
+    if report.problems:
+        out.write(f"{settings.config_path}: NOT READY ({len(report.problems)} problem(s))\n")
+        return ConfigError.exit_code
+    out.write(f"{settings.config_path}: READY ({len(settings.schools)} school(s))\n")
     return EXIT_OK
 
 

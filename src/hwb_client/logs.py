@@ -7,6 +7,7 @@ second line of defence: it masks anything shaped like a UPN and any value under 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -148,3 +149,16 @@ def configure(
     root.setLevel(level.upper())
     for noisy in ("urllib3", "apscheduler", "waitress"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def reopen_log_files() -> int:
+    """Close and reopen every log file by its name (after logrotate renamed it); return how many."""
+    reopened = 0
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            with handler.lock or contextlib.nullcontext():
+                if handler.stream:
+                    handler.stream.close()
+                handler.stream = handler._open()  # the handler's own way of opening its file
+            reopened += 1
+    return reopened

@@ -20,6 +20,7 @@ import structlog
 from hwb_client.core import calendar
 from hwb_client.daemon import CALENDAR_WARNING_DAYS, Clock, RunSchool, run_daemon, utc_now
 from hwb_client.errors import ConfigError
+from hwb_client.logs import reopen_log_files
 from hwb_client.settings import Settings
 
 log = structlog.get_logger("hwb_client.service")
@@ -27,7 +28,8 @@ log = structlog.get_logger("hwb_client.service")
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """While inside, SIGTERM and SIGINT set ``stop`` (a clean stop) instead of killing the process.
+    """While inside, SIGTERM and SIGINT set ``stop`` (a clean stop) instead of killing the process, and
+    SIGHUP reopens the log file (after logrotate renamed it) and does nothing else.
 
     Only the main thread can install handlers; elsewhere (and for a Windows service, whose stop
     handler sets the event itself) this does nothing.
@@ -40,8 +42,12 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         log.info("stop_requested", signal=signal.Signals(signum).name)
         stop.set()
 
+    def reopen(signum: int, _frame: FrameType | None) -> None:
+        log.info("log_files_reopened", signal="SIGHUP", files=reopen_log_files())
+
     wanted = [signal.SIGTERM, signal.SIGINT]
     previous = {signum: signal.signal(signum, handler) for signum in wanted}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reopen)  # logrotate: reopen, nothing else
     try:
         yield
     finally:

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hwb_client.errors import ConfigError
+from hwb_client.platform.credentials import credential_path, missing_credential_fix
 
 DFES_PATTERN = re.compile(r"^(6[6-7][0-9]|68[01])[0-9]{4}$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -57,9 +58,18 @@ class _Section(BaseModel):
 class ClientSettings(_Section):
     state_dir: Path = Field(default_factory=default_state_dir)
     national_key_file: Path = Path("/etc/hwb-client/national-key.json")
+    #: a systemd credential (LoadCredential=) used instead of national_key_file when the service has it
+    national_key_credential: str | None = None
     log_file: Path | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _credential_first(self) -> ClientSettings:
+        found = credential_path(self.national_key_credential or "")
+        if found is not None:
+            object.__setattr__(self, "national_key_file", found)  # frozen; set once while validating
+        return self
 
 
 def is_loopback_host(host: str) -> bool:
@@ -235,6 +245,8 @@ class SchoolSettings(_Section):
     odbc: SecretStr = Field(description="ODBC connection string or DSN=NAME")
     odbc_password_env: str | None = None
     odbc_password_file: Path | None = None
+    #: a systemd credential (LoadCredential=) holding the password; the recommended way under systemd
+    odbc_password_credential: str | None = None
     profile: str = "reference"
     signing_key_file: Path | None = None
     enabled: bool = True
@@ -252,7 +264,16 @@ class SchoolSettings(_Section):
         """The ODBC connection string with the password added from the environment or secrets file."""
         conn = self.odbc.get_secret_value()
         password: str | None = None
-        if self.odbc_password_env:
+        credential = credential_path(self.odbc_password_credential or "")
+        if credential is not None:
+            password = credential.read_text(encoding="utf-8").strip()
+        elif self.odbc_password_credential and not (self.odbc_password_env or self.odbc_password_file):
+            raise ConfigError(
+                f"schools[{self.dfes_number}].odbc_password_credential: "
+                + missing_credential_fix(self.odbc_password_credential, "/etc/hwb-client/credentials/"
+                                         + self.odbc_password_credential)
+            )
+        elif self.odbc_password_env:
             password = os.environ.get(self.odbc_password_env)
             if password is None:
                 raise ConfigError(

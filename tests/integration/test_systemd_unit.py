@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "service" / "hwb-client.service"
-EXEC = "/opt/hwb-client/venv/bin/hwb-client"
+EXEC = "/usr/lib/hwb-client/hwb-client"
+EXAMPLE = UNIT.parents[1] / "config" / "hwb-client.example.toml"
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 
@@ -85,7 +86,7 @@ def test_unit_exposure_score_is_low(tmp_path: Path) -> None:
     )
     match = re.search(r"Overall exposure level for hwb-client\.service: ([0-9.]+)", result.stdout)
     assert match, result.stdout + result.stderr
-    assert float(match[1]) <= 2.0
+    assert float(match[1]) <= 1.4  # 1.4 before LogsDirectory/LoadCredential/PrivateUsers; keep it
 
 
 def test_unit_runs_the_daemon_as_the_service_user_with_notify() -> None:
@@ -95,8 +96,13 @@ def test_unit_runs_the_daemon_as_the_service_user_with_notify() -> None:
     assert unit["User"] == ["hwb-client"]
     assert unit["StateDirectory"] == ["hwb-client"]
     assert unit["ConfigurationDirectory"] == ["hwb-client"]
-    assert unit["Restart"] == ["on-failure"]
-    assert unit["RestartPreventExitStatus"] == ["2 3"]  # a bad configuration is not retried in a loop
+    assert unit["LogsDirectory"] == ["hwb-client"]
+    # Any unexpected end (a signal, exit 0 without `systemctl stop`) restarts; a bad configuration (3),
+    # usage (2) or a missing credential (243) is not retried in a loop.
+    assert unit["Restart"] == ["always"]
+    assert unit["RestartPreventExitStatus"] == ["2 3 243"]
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # SIGHUP reopens the log file
+    assert unit["LoadCredential"] == ["national-key.json:/etc/hwb-client/national-key.json"]
     assert unit["StandardError"] == ["journal"]
 
 
@@ -115,7 +121,35 @@ def test_unit_runs_the_daemon_as_the_service_user_with_notify() -> None:
         ("CapabilityBoundingSet", ""),
         ("SystemCallFilter", "@system-service"),
         ("UMask", "0077"),
+        ("PrivateUsers", "yes"),
+        ("PrivateMounts", "yes"),
     ],
 )
 def test_unit_is_hardened(key: str, value: str) -> None:
     assert value in directives()[key]
+
+
+def unit_writable_dirs() -> list[Path]:
+    unit = directives()
+    return [Path("/var/lib") / d for d in unit["StateDirectory"]] + [
+        Path("/var/log") / d for d in unit["LogsDirectory"]
+    ]
+
+
+def test_every_path_the_shipped_example_writes_is_one_the_unit_makes_writable() -> None:
+    """ProtectSystem=strict leaves only the unit's StateDirectory and LogsDirectory writable; the
+    configuration directory is readable (the national key, the config)."""
+    import tomllib
+
+    config = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    client = config["client"]
+    writable = unit_writable_dirs()
+    assert any(Path(client["state_dir"]).is_relative_to(d) for d in writable), client["state_dir"]
+    assert any(Path(client["log_file"]).is_relative_to(d) for d in writable), client["log_file"]
+    readable = Path("/etc") / directives()["ConfigurationDirectory"][0]
+    assert Path(client["national_key_file"]).is_relative_to(readable)
+    assert client["national_key_credential"] == directives()["LoadCredential"][0].split(":")[0]
+    for school in config["schools"]:
+        for key in ("signing_key_file", "odbc_password_file"):
+            if key in school:
+                assert any(Path(school[key]).is_relative_to(d) for d in [*writable, readable]), key

@@ -49,7 +49,8 @@ def _read(path: Path) -> str:
     except FileNotFoundError:
         raise KeyFileError(
             f"client.national_key_file: {path} does not exist; install the national UPN hashing key "
-            "issued for Hwb provisioning there (mode 0600, owned by the service user)"
+            "issued for Hwb provisioning there (owner root, group of the service user, mode 0640; Debian: "
+            f"install -o root -g hwb-client -m 0640 KEYFILE {path})"
         ) from None
     except OSError as exc:
         raise KeyFileError(f"client.national_key_file: cannot read {path} ({exc.strerror})") from None
