@@ -37,8 +37,8 @@ from typing import Any, TextIO
 import structlog
 
 from hwb_client import __version__, logs
-from hwb_client.errors import ConfigError, HwbClientError, UsageError
-from hwb_client.settings import Settings, is_loopback_url, load_settings
+from hwb_client.errors import ConfigError, HwbClientError
+from hwb_client.settings import Settings, load_settings
 from hwb_client.terminal import printable
 
 EXIT_OK, EXIT_WARNING, EXIT_USAGE = 0, 1, 2
@@ -264,11 +264,10 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     from hwb_client.run import run_school
 
     settings = _load(args)
-    if args.as_of is not None and not args.dry_run and not is_loopback_url(str(settings.api.base_url)):
-        raise UsageError(
-            f"--as-of without --dry-run is only allowed against a sandbox on loopback, not {settings.api.base_url}: "
-            "add --dry-run to see what a run on that day would send"
-        )
+    if args.as_of is not None and not args.dry_run:
+        from hwb_client.rehearsal import require_sandbox
+
+        require_sandbox(settings)
     allow = frozenset(
         flag
         for flag, given in (

@@ -249,7 +249,8 @@ class SandboxApp:
     # -- public documents ------------------------------------------------------------------------------------
 
     def on_healthz(self, request: Request) -> Response:
-        return json_response({"status": "ok"})
+        # ``sandbox``: a client rehearsing a date (``--as-of``) sends real runs only to a sandbox
+        return json_response({"status": "ok", "sandbox": True, "today": self.store.today().isoformat()})
 
     def on_openapi(self, request: Request) -> Response:
         return Response(self._openapi_bytes, content_type="application/json")

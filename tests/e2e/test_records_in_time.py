@@ -112,3 +112,34 @@ def test_control_characters_from_the_mis_are_escaped_in_the_plan(make_lab) -> No
     dry = run(lab, DAY, "--dry-run")
     assert "\x1b" not in dry.stdout and "\u202e" not in dry.stdout
     assert "Evil\\x1b[2J\\u202e" in dry.stdout
+
+
+def test_a_real_run_with_as_of_is_refused_by_a_loopback_api_that_is_not_a_sandbox(make_lab) -> None:
+    """A loopback proxy to the national service is on loopback too: the API must say it is a sandbox."""
+    import http.server
+    import threading
+
+    class NotASandbox(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotASandbox)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lab = make_lab([PRIMARY], enrol=False)
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        lab.config_path.write_text(lab.config_path.read_text().replace(lab.sandbox_url, url))
+        refused = run(lab, DAY)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "does not say it is one" in refused.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

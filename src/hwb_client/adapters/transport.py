@@ -125,6 +125,11 @@ class NationalApi:
     def retire_key(self, dfes_number: str, key_id: str) -> None:
         self._call("DELETE", f"/v1/schools/{dfes_number}/keys/{key_id}", what="key retirement")
 
+    def health(self) -> dict[str, Any]:
+        """``GET /healthz`` (not signed): a sandbox says so (``"sandbox": true``) and gives its today."""
+        answer = self._call("GET", "/healthz", signed=False, what="health check").body
+        return dict(answer) if isinstance(answer, dict) else {}
+
     def manifest(self, dfes_number: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/schools/{dfes_number}/manifest", what="manifest").body)
 
