@@ -1,6 +1,6 @@
 """The command line: argument parsing, exit codes, and turning errors into one clear line. Nothing else.
 
-    hwb-client --run-now [--school DFES] [--dry-run] [--allow-mass-removal]
+    hwb-client --run-now [--school DFES] [--dry-run] [--allow-mass-removal] [--verify]
     hwb-client enrol --school DFES --code CODE
     hwb-client rotate-key --school DFES
     hwb-client status [--school DFES] [--json]
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-now", action="store_true", help="run now, for every school or --school")
     parser.add_argument("--school", metavar="DFES", help="only this school (7-digit DfES number)")
     parser.add_argument("--dry-run", action="store_true", help="with --run-now: print the plan; send nothing")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="with --run-now: compare the acknowledged state with the national manifest and repair it",
+    )
     parser.add_argument(
         "--allow-mass-removal",
         action="store_true",
@@ -185,6 +190,7 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             allow_mass_removal=args.allow_mass_removal,
             stop=stop,
             lock_wait_seconds=args.wait,
+            verify_state=args.verify,
         )
         with printing:
             _print_result(result, out)
@@ -229,6 +235,11 @@ def cmd_enrol(args: argparse.Namespace, out: TextIO) -> int:
         api.close()
     expected = key_id_for(school.dfes_number, key.public_key())
     out.write(f"{school.dfes_number}: enrolled, key id {answer.get('key_id', expected)} (key file {path})\n")
+    from hwb_client.trust import pin_from_enrolment
+
+    pinned = pin_from_enrolment(settings, school, answer)
+    if pinned:
+        out.write(f"{school.dfes_number}: national response key {pinned} pinned\n")
     return EXIT_OK
 
 

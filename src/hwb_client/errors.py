@@ -55,10 +55,19 @@ class ApiError(HwbClientError):
 
     exit_code = 5
 
-    def __init__(self, message: str, *, status: int | None = None, problem_type: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        problem_type: str | None = None,
+        permanent: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.problem_type = problem_type
+        #: the request's bytes are refused for good (a batch or report so refused is set aside)
+        self.permanent = permanent
 
 
 class RunBlocked(HwbClientError):

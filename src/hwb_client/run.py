@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import structlog
 
-from hwb_client import __version__
+from hwb_client import __version__, trust, verify
 from hwb_client.adapters.national_key import load_national_key
 from hwb_client.adapters.odbc_source import MisSource, load_profile
 from hwb_client.adapters.signing import RequestSigner, key_id_for, load_signing_key
@@ -45,11 +45,6 @@ from hwb_client.settings import SchoolSettings, Settings
 log = structlog.get_logger("hwb_client.run")
 
 Outcome = Literal["success", "partial", "failed", "blocked"]
-
-#: Statuses that refuse a request's bytes for good (retrying the same body can never succeed): a batch or
-#: run report so refused is set aside. Authentication (401/403) and unknown schools (404) are not: they
-#: are fixed by a person, after which the same bytes are accepted.
-PERMANENTLY_REFUSED = frozenset({400, 409, 413, 415, 422})
 
 
 def _utcnow() -> str:
@@ -175,6 +170,7 @@ class _Run:
         self.log = log.bind(dfes=self.dfes, run_id=result.run_id)
         self.snapshot = Snapshot()
         self.acknowledged: AckIndex = {}
+        self.verify_state = False
 
     def read_snapshot(self, state: StateStore) -> Snapshot:
         profile_base = self.settings.config_path.parent if self.settings.config_path else None
@@ -212,7 +208,7 @@ class _Run:
         snapshot = snapshot or self.read_snapshot(state)
         self.snapshot = snapshot
         acknowledged = self.acknowledged
-        operations = diff(snapshot, acknowledged)
+        operations = diff(snapshot, acknowledged, state.keyed)
         decision = guard.check(
             snapshot,
             operations,
@@ -230,9 +226,9 @@ class _Run:
         state.note_attempt(batch.batch_id)
         sent_at = time.monotonic()
         try:
-            response = api.post_batch(self.dfes, batch.batch_id, batch.body, batch.content_encoding)
+            ack = api.post_batch(self.dfes, batch.batch_id, batch.body, batch.content_encoding, len(batch.ops))
         except ApiError as exc:
-            if exc.status in PERMANENTLY_REFUSED:
+            if exc.permanent:
                 # The server will never take these bytes: drop the batch (state did not advance, so the
                 # next run's diff rebuilds what it held) rather than retrying it forever.
                 state.discard(batch.batch_id)
@@ -240,12 +236,7 @@ class _Run:
             raise
         api_seconds = time.monotonic() - sent_at
         failpoint("after_server_ack")
-        results = response.body.get("results") if isinstance(response.body, dict) else None
-        if not isinstance(results, list) or len(results) != len(batch.ops):
-            raise ApiError(
-                f"batch {batch.batch_id}: the national API answered without one result per operation"
-            )
-        tally = state.acknowledge(batch, results)
+        tally = state.acknowledge(batch, ack.results)
         for name, count in tally.items():
             if name.startswith("refused:"):
                 self.result.refused[name.removeprefix("refused:")] += count
@@ -259,20 +250,16 @@ class _Run:
             applied=tally.get("applied", 0),
             unchanged=tally.get("unchanged", 0),
             refused=tally.get("refused", 0),
-            replayed=response.headers.get("Idempotent-Replayed") == "true",
+            replayed=ack.replayed,
         )
 
     def reconcile(self, api: NationalApi, state: StateStore) -> int:
         """Rebuild lost local state from the national manifest, so nothing is re-sent or duplicated."""
         manifest = api.manifest(self.dfes)
-        records = []
-        for item in manifest.get("records", []):
-            try:
-                kind = Kind(item["kind"])
-            except (KeyError, ValueError):
-                continue
-            status = LEFT if item.get("status") == LEFT else ACTIVE
-            records.append((kind, str(item["key"]), str(item["digest"]), status, item.get("account_id")))
+        records = [
+            (Kind(r.kind), r.key, r.digest, LEFT if r.status == LEFT else ACTIVE, r.account_id)
+            for r in manifest.records
+        ]
         count = state.replace_acknowledged(records)
         self.log.info("state_reconciled", records=count)
         return count
@@ -287,12 +274,14 @@ def run_school(
     stop: threading.Event | None = None,
     lock_wait_seconds: float = 0.0,
     today: dt.date | None = None,
+    verify_state: bool = False,
 ) -> RunResult:
     """Run one school. Raises ``RunInProgress`` when the school is locked and ``ConfigError`` for a bad
     setting found before anything was read; any other failure is returned as a failed run."""
     result = RunResult(school.dfes_number, str(uuid.uuid4()), dry_run=dry_run)
     stop = stop or threading.Event()
     run = _Run(settings, school, result, stop=stop, today=today or dt.date.today())
+    run.verify_state = verify_state
     if dry_run:
         return _dry_run(settings, school, run)
     with school_lock(settings.client.state_dir, school.dfes_number, wait_seconds=lock_wait_seconds):
@@ -330,7 +319,7 @@ def _deliver_reports(run: _Run, state: StateStore, api: NationalApi) -> None:
             failpoint("while_reporting")
             api.post_run_report(run.dfes, row.report)
         except ApiError as exc:
-            if exc.status in PERMANENTLY_REFUSED:
+            if exc.permanent:
                 # Refused for good (the national side will never take these bytes): set it aside so
                 # that it does not hold every later report, and this run, hostage.
                 state.mark_reported(row.run_id)
@@ -360,6 +349,7 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
     state.start_run(result.run_id, result.started_at)
     run.log.info("run_started", version=__version__)
     try:
+        api.response_keys = trust.response_keys(run.settings, run.school, api)
         for stale in state.interrupted_runs():
             if stale != result.run_id:
                 # One transaction: killed between the two, the cut-off run's partial report (not a valid
@@ -383,6 +373,9 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
             run.log.info("outbox_resent", batches=len(pending))
         if state.needs_reconcile():
             run.reconcile(api, state)
+        now = dt.datetime.now(dt.UTC)
+        if run.verify_state or verify.is_due(state, now, run.settings.api.verify_every_days):
+            verify.verify(api, state, run.dfes, now)
 
         operations, decision = run.plan(state)
         failpoint("after_diff")

@@ -14,6 +14,7 @@ held-back records) is shown for one school, as an administrator would see it on 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import datetime as dt
 import json
@@ -60,10 +61,10 @@ def run_now(lab: Lab, *extra: str) -> int:
 def learner_accounts(lab: Lab, dfes: str) -> dict[str, dict[str, str]]:
     api = lab.api(dfes)
     try:
-        records = api.manifest(dfes)["records"]
+        records = api.manifest(dfes).records
     finally:
         api.close()
-    return {r["key"]: r for r in records if r["kind"] == "learner"}
+    return {r.key: dataclasses.asdict(r) for r in records if r.kind == "learner"}
 
 
 def main(argv: list[str] | None = None) -> int:

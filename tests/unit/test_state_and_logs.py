@@ -10,7 +10,8 @@ import pytest
 import structlog
 
 from hwb_client import logs
-from hwb_client.adapters.state import PendingBatch, StateStore, set_aside
+from hwb_client.adapters.replies import OperationResult
+from hwb_client.adapters.state import MIGRATIONS, PendingBatch, StateStore, set_aside
 from hwb_client.core.model import Kind, Op
 from hwb_client.errors import StateError
 
@@ -37,11 +38,11 @@ def test_acknowledging_advances_state_for_applied_operations_and_clears_the_batc
     store.add_to_outbox([batch()])
     tally = store.acknowledge(
         store.pending_batches()[0],
-        [{"status": "applied", "account_id": "acc-1"}, {"status": "refused", "reason": "not_found"}],
+        [OperationResult("applied", account_id="acc-1"), OperationResult("refused", reason="not_found")],
     )
     assert tally == {"applied": 1, "refused": 1, "refused:not_found": 1}
     assert store.count_pending() == 0
-    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == "sha-256:aa"
+    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == store.keyed("sha-256:aa")  # keyed, not plain
     assert store.account_ids(Kind.LEARNER) == {"k:1": "acc-1"}
 
 
@@ -51,7 +52,7 @@ def test_a_pending_batch_survives_reopening(tmp_path: Path) -> None:
     store.close()
     again = StateStore.open(tmp_path, "6612001")
     assert [b.batch_id for b in again.pending_batches()] == ["b1", "b2"]
-    assert again.schema_version == 2
+    assert again.schema_version == len(MIGRATIONS)
 
 
 def test_a_damaged_database_is_detected_and_can_be_set_aside(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from hwb_client.adapters.replies import OperationResult
+from hwb_client.core.anti_entropy import keyed_digest
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
 from hwb_client.core.model import Kind, Op
 from hwb_client.core.snapshot import Known, Snapshot
@@ -57,6 +59,12 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: row fingerprints (keyed BLAKE2b of the raw MIS row an acknowledged record was built from)
     """
     ALTER TABLE acknowledged ADD COLUMN fingerprint BLOB;
+    """,
+    # keyed record digests: HMAC-SHA256 under the per-school secret instead of plain SHA-256, which a name
+    # list could be checked against (``hwb_keyed_digest`` is registered on the connection by ``open``)
+    """
+    UPDATE acknowledged SET digest = hwb_keyed_digest(digest);
+    UPDATE outbox_ops SET digest = hwb_keyed_digest(digest) WHERE digest IS NOT NULL;
     """,
 )
 
@@ -94,6 +102,12 @@ class StateStore:
         self.path = path
         self._cipher = cipher
         self.fingerprint_key: bytes | None = None
+        #: keys the record digests kept here (``core.anti_entropy.keyed_digest``); None without a secret
+        self.digest_key: bytes | None = None
+
+    def keyed(self, digest: str) -> str:
+        """A record digest as this state stores and compares it (keyed; unchanged without a key)."""
+        return digest if self.digest_key is None else keyed_digest(self.digest_key, digest)
 
     # -- opening, migrations, integrity ------------------------------------------------------------
 
@@ -126,13 +140,16 @@ class StateStore:
         store = cls(connection, path, None)
         secret: bytes | None = None
         if not read_only:
-            store._migrate()
             secret = _outbox_key(key_path)
         elif key_path.exists():
             secret = key_path.read_bytes()
         if secret is not None:
             store._cipher = AESGCM(secret)
             store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()
+            store.digest_key = hmac.new(secret, b"hwb-state-digest-v1", hashlib.sha256).digest()
+        connection.create_function("hwb_keyed_digest", 1, store.keyed, deterministic=True)
+        if not read_only:
+            store._migrate()
         return store
 
     def _migrate(self) -> None:
@@ -254,7 +271,7 @@ class StateStore:
                 "INSERT INTO acknowledged (kind, key, digest, status, account_id, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    (kind.value, key, digest, status, account, now)
+                    (kind.value, key, self.keyed(digest), status, account, now)
                     for kind, key, digest, status, account in records
                 ),
             )
@@ -300,7 +317,15 @@ class StateStore:
                 self.db.executemany(
                     "INSERT INTO outbox_ops VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
-                        (batch.batch_id, i, op.value, kind.value, key, digest, year_group)
+                        (
+                            batch.batch_id,
+                            i,
+                            op.value,
+                            kind.value,
+                            key,
+                            None if digest is None else self.keyed(digest),
+                            year_group,
+                        )
                         for i, (op, kind, key, digest, year_group) in enumerate(batch.ops)
                     ),
                 )
@@ -334,7 +359,7 @@ class StateStore:
     def note_attempt(self, batch_id: str) -> None:
         self.db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE batch_id = ?", (batch_id,))
 
-    def acknowledge(self, batch: PendingBatch, results: list[Mapping[str, Any]]) -> Mapping[str, int]:
+    def acknowledge(self, batch: PendingBatch, results: Iterable[OperationResult]) -> Mapping[str, int]:
         """Advance state for what the server applied or found unchanged, and clear the batch: one
         transaction. Refused operations leave state as it was (they are tried again next run).
         Returns the count per result status and refusal reason."""
@@ -343,17 +368,18 @@ class StateStore:
         removed: list[tuple[str, str]] = []
         kept: list[tuple[str, str, str | None, str, str | None, Any, str]] = []
         for (op, kind, key, digest, year_group), result in zip(batch.ops, results, strict=True):
-            status = str(result.get("status"))
+            status = result.status
             tally[status] = tally.get(status, 0) + 1
             if status == "refused":
-                reason = f"refused:{result.get('reason', 'unknown')}"
+                reason = f"refused:{result.reason or 'unknown'}"
                 tally[reason] = tally.get(reason, 0) + 1
                 continue
             if op is Op.REMOVE:
                 removed.append((kind.value, key))
                 continue
             status_after = LEFT if op is Op.LEAVE else ACTIVE
-            kept.append((kind.value, key, digest, status_after, year_group, result.get("account_id"), now))
+            stored = None if digest is None else self.keyed(digest)
+            kept.append((kind.value, key, stored, status_after, year_group, result.account_id, now))
         with self.transaction():
             # Statements per batch, not per operation (a first run acknowledges thousands at a time).
             self.db.executemany("DELETE FROM acknowledged WHERE kind = ? AND key = ?", removed)

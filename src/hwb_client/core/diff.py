@@ -8,7 +8,7 @@ Held-back records are never removed: they still exist in the MIS, they are just 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hwb_client.core.model import SEND_ORDER, Kind, Op, Operation
@@ -30,16 +30,25 @@ class Acknowledged:
 AckIndex = Mapping[Kind, Mapping[str, Acknowledged]]
 
 
-def diff(snapshot: Snapshot, acknowledged: AckIndex) -> list[Operation]:
+def _same(digest: str) -> str:
+    return digest
+
+
+def diff(
+    snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str] = _same
+) -> list[Operation]:
     """Upserts and leaves for kinds in send order (members before groups before memberships), then
-    removes in the reverse order (memberships before the groups and people they point at)."""
+    removes in the reverse order (memberships before the groups and people they point at).
+
+    ``keyed`` turns a record digest into the form ``acknowledged`` holds (the state keeps keyed digests,
+    ``core.anti_entropy.keyed_digest``); it must leave an already keyed digest as it is."""
     changes: list[Operation] = []
     never_sent_leavers: set[tuple[str, str]] = set()
     for kind in SEND_ORDER:
         known = acknowledged.get(kind, {})
         for key, entry in snapshot.entries[kind].items():
             previous = known.get(key)
-            if previous is not None and previous.digest == entry.digest:
+            if previous is not None and previous.digest == keyed(entry.digest):
                 continue
             if entry.leaving and previous is None:
                 # A leaver the national side never held (left before this client first ran, or joined and
