@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwb_client import trust
 from hwb_client.adapters.national_key import load_national_key
 from hwb_client.adapters.odbc_source import MisSource, load_profile
 from hwb_client.adapters.signing import generate_signing_key, public_key_b64
@@ -134,9 +135,10 @@ class RLab:
             key = generate_signing_key(settings.signing_key_path(settings.school(school.dfes_number)))
             api = NationalApi(settings.api, signer=None)
             try:
-                api.enrol(school.dfes_number, code, public_key_b64(key))
+                answer = api.enrol(school.dfes_number, code, public_key_b64(key))
             finally:
                 api.close()
+            trust.pin_from_enrolment(settings, settings.school(school.dfes_number), answer)
 
     def write_config(
         self, *, batches: int | None = None, api: dict[str, object] | None = None, guard: str = ""

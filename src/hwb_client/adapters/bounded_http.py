@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -186,9 +187,13 @@ def exchange(
                 response.close()
         except ExchangeCut:
             raise
-        except (requests.RequestException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if running.cut is not None:
                 raise _cut(running.cut, deadline_seconds) from exc
+            if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                raise requests.Timeout(str(exc)) from exc
+            if isinstance(exc, urllib3.exceptions.HTTPError | OSError):  # the body's read broke off
+                raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
             raise
         if running.cut is not None:
             raise _cut(running.cut, deadline_seconds)
