@@ -84,6 +84,9 @@ class HostileServer:
         return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def set_rules(self, *rules: Rule) -> None:
+        for rule in rules:  # made before the client asks (a 1 GiB bomb takes seconds to make)
+            if rule.fault == "gzip_bomb" and rule.size not in self._bombs:
+                self._bombs[rule.size] = _bomb(rule.size)
         with self._lock:
             self.rules = list(rules)
 
@@ -141,7 +144,7 @@ class HostileServer:
             return
         if fault == "gzip_bomb":
             size = rule.size if rule else 0
-            bomb = self._bombs.setdefault(size, _bomb(size))
+            bomb = self._bombs.get(size) or _bomb(size)
             self._answer(client, method, target, head, 200, bomb, "application/json", {"Content-Encoding": "gzip"})
             return
         if fault == "html":

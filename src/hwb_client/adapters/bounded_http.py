@@ -190,6 +190,8 @@ def exchange(
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if running.cut is not None:
                 raise _cut(running.cut, deadline_seconds) from exc
+            if isinstance(exc, requests.RequestException):
+                raise
             if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
                 raise requests.Timeout(str(exc)) from exc
             if isinstance(exc, urllib3.exceptions.HTTPError | OSError):  # the body's read broke off
