@@ -20,6 +20,8 @@ Exit codes (documented in the README; only ``cli.py`` maps errors to them):
 
 from __future__ import annotations
 
+from hwb_client.redaction import without_credentials
+
 
 class HwbClientError(Exception):
     """Something went wrong that a person can act on."""
@@ -27,6 +29,7 @@ class HwbClientError(Exception):
     exit_code = 70
 
     def __init__(self, message: str) -> None:
+        message = without_credentials(message)  # a proxy URL's password never reaches a person or a log
         super().__init__(message)
         self.message = message
 

@@ -10,6 +10,7 @@ Environment overrides use ``__`` between levels, for example ``HWB_API__BASE_URL
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import itertools
 import os
 import re
@@ -60,6 +61,18 @@ class ClientSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def is_loopback_host(host: str) -> bool:
+    """A loopback IP address (``127.0.0.0/8``, ``::1``) or the literal name ``localhost``; any other name
+    (``127.attacker.example``) is not, whatever it starts with."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ApiSettings(_Section):
     base_url: AnyHttpUrl = AnyHttpUrl("https://provisioning.hwb.gov.wales/")
     ca_bundle: Path | None = None
@@ -81,9 +94,7 @@ class ApiSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _https_unless_loopback(cls, url: AnyHttpUrl) -> AnyHttpUrl:
-        host = (url.host or "").strip("[]")
-        loopback = host in {"localhost", "::1"} or host.startswith("127.")
-        if url.scheme != "https" and not loopback:
+        if url.scheme != "https" and not is_loopback_host(url.host or ""):
             raise ValueError("must be https:// (plain http:// is only allowed to a loopback address)")
         return url
 

@@ -220,6 +220,8 @@ class NationalApi:
             if exc.reason == "too_large":
                 raise ApiError(f"{what}: the national API's reply is too large: {exc.detail}") from None
             raise
+        except requests.RequestException:
+            raise
         except ValueError as exc:
             raise ApiError(f"{what}: the national API's reply cannot be read: {exc}") from None
 
