@@ -168,11 +168,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 _AREA_ORDER = [
     "test_crash_matrix",
     "test_network_faults",
+    "test_hostile_server",
     "test_mis_faults",
     "test_lost_state",
     "test_properties",
     "test_hostile_input",
     "test_security",
+    "test_secrets_and_addresses",
+    "test_upgrade_from_0_1_0",
 ]
 
 
