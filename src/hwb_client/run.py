@@ -226,7 +226,9 @@ class _Run:
         state.note_attempt(batch.batch_id)
         sent_at = time.monotonic()
         try:
-            ack = api.post_batch(self.dfes, batch.batch_id, batch.body, batch.content_encoding, len(batch.ops))
+            ack = api.post_batch(
+                self.dfes, batch.batch_id, batch.body, batch.content_encoding, len(batch.ops)
+            )
         except ApiError as exc:
             if exc.permanent:
                 # The server will never take these bytes: drop the batch (state did not advance, so the

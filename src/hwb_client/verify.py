@@ -87,5 +87,7 @@ def verify(api: NationalApi, state: StateStore, dfes: str, now: dt.datetime) -> 
                     adopted=len(difference.adopt),
                 )
     state.db.execute("INSERT OR REPLACE INTO meta VALUES ('verified_at', ?)", (stamp,))
-    log.info("state_verified", dfes=dfes, kinds_mismatched=len(mismatched), forgotten=forgotten, adopted=adopted)
+    log.info(
+        "state_verified", dfes=dfes, kinds_mismatched=len(mismatched), forgotten=forgotten, adopted=adopted
+    )
     return Verification(tuple(mismatched), forgotten, adopted)

@@ -14,8 +14,8 @@ held-back records) is shown for one school, as an administrator would see it on 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import shutil

@@ -341,7 +341,11 @@ class SandboxApp:
             log_event("enrolment_refused", dfes=enrolment.dfes_number)
             raise Problem("enrolment-code-invalid", str(exc)) from exc
         log_event("school_enrolled", dfes=school.dfes_number, key_id=key_id)
-        answer: dict[str, Any] = {"dfes_number": school.dfes_number, "key_id": key_id, "school_name": school.name}
+        answer: dict[str, Any] = {
+            "dfes_number": school.dfes_number,
+            "key_id": key_id,
+            "school_name": school.name,
+        }
         if protocol_version(request) >= 2:
             answer["response_key"] = self.response_signer.public()  # v2: the key the client pins
         return json_response(answer, status=201)

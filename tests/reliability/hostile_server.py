@@ -125,15 +125,21 @@ class HostileServer:
             with contextlib.suppress(OSError):
                 self._act(client, rule, method, target, head, body)
 
-    def _act(self, client: socket.socket, rule: Rule | None, method: str, target: str, head: bytes, body: bytes) -> None:
+    def _act(
+        self, client: socket.socket, rule: Rule | None, method: str, target: str, head: bytes, body: bytes
+    ) -> None:
         fault = rule.fault if rule else "pass"
         if fault == "drip":
-            client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+            client.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+            )
             while not self._stopping.wait(rule.delay if rule else 1.0):
                 client.sendall(b" ")
             return
         if fault == "huge":
-            client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            client.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
             chunk = b" " * (1024 * 1024)
             frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
             for _ in range((rule.size if rule else 0) // len(chunk)):
@@ -145,7 +151,9 @@ class HostileServer:
         if fault == "gzip_bomb":
             size = rule.size if rule else 0
             bomb = self._bombs.get(size) or _bomb(size)
-            self._answer(client, method, target, head, 200, bomb, "application/json", {"Content-Encoding": "gzip"})
+            self._answer(
+                client, method, target, head, 200, bomb, "application/json", {"Content-Encoding": "gzip"}
+            )
             return
         if fault == "html":
             page = b"<html><body><h1>Welcome to the school network</h1>Please log in.</body></html>"
@@ -158,8 +166,22 @@ class HostileServer:
         status, headers, answer = self._forward(head, body)
         if fault == "rewrite" and rule is not None and rule.transform is not None:
             answer = json.dumps(rule.transform(json.loads(answer))).encode()
-            headers = {k: v for k, v in headers.items() if k.lower() not in {"signature", "signature-input", "content-digest"}}
-        self._answer(client, method, target, head, status, answer, headers.pop("Content-Type", "application/json"), headers, forwarded=fault == "pass")
+            headers = {
+                k: v
+                for k, v in headers.items()
+                if k.lower() not in {"signature", "signature-input", "content-digest"}
+            }
+        self._answer(
+            client,
+            method,
+            target,
+            head,
+            status,
+            answer,
+            headers.pop("Content-Type", "application/json"),
+            headers,
+            forwarded=fault == "pass",
+        )
 
     def _answer(
         self,
@@ -174,14 +196,23 @@ class HostileServer:
         *,
         forwarded: bool = False,
     ) -> None:
-        fields = {k: v for k, v in headers.items() if k.lower() not in {"content-length", "transfer-encoding", "connection"}}
+        fields = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in {"content-length", "transfer-encoding", "connection"}
+        }
         fields["Content-Type"] = content_type
         if (self.impostor == "all" or (self.impostor and not forwarded)) and target.startswith("/v1/"):
             request_headers = _headers(head)
             url = f"http://{request_headers.get('host', '127.0.0.1')}{target}"
             signed = SignedRequest.build(method, url, list(request_headers.items()), b"")
             self.impostor_key.sign(signed, status, fields, body, time.time())
-        lines = [f"HTTP/1.1 {status} X", *(f"{k}: {v}" for k, v in fields.items()), f"Content-Length: {len(body)}", "Connection: close"]
+        lines = [
+            f"HTTP/1.1 {status} X",
+            *(f"{k}: {v}" for k, v in fields.items()),
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+        ]
         client.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     def _forward(self, head: bytes, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -207,7 +238,13 @@ def _fake_ack(head: bytes, body: bytes) -> dict[str, Any]:
         body = gzip.decompress(body)
     batch = json.loads(body)
     results = [{"index": i, "status": "applied"} for i in range(len(batch["operations"]))]
-    return {"batch_id": batch["batch_id"], "applied": len(results), "unchanged": 0, "refused": 0, "results": results}
+    return {
+        "batch_id": batch["batch_id"],
+        "applied": len(results),
+        "unchanged": 0,
+        "refused": 0,
+        "results": results,
+    }
 
 
 def _read_request(sock: socket.socket) -> tuple[bytes, bytes]:

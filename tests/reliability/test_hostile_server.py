@@ -111,7 +111,9 @@ def test_sigterm_during_a_dripping_reply_ends_the_run_promptly_with_the_lock_rel
     """SIGTERM while the client waits on a reply that never ends: it stops within seconds (exit 143),
     the run is recorded as failed and the lock is free for the next run."""
     lab = _lab(rlab, hostile)
-    lab.write_config(batches=10, api={**FAST_API, "request_deadline_seconds": 600, "give_up_after_seconds": 600})
+    lab.write_config(
+        batches=10, api={**FAST_API, "request_deadline_seconds": 600, "give_up_after_seconds": 600}
+    )
     hostile.set_rules(Rule("drip", "/batches", delay=0.5))
     env = {**os.environ, **lab.env}
     env.pop("HWB_CONFIG", None)
@@ -168,12 +170,22 @@ def _bad_manifest(answer: dict) -> dict:
             "batch_id is not the batch that was sent",
         ),
         (
-            Rule("rewrite", "/batches", transform=lambda a: {**a, "results": [{"status": "ok"}] * len(a["results"])}),
+            Rule(
+                "rewrite",
+                "/batches",
+                transform=lambda a: {**a, "results": [{"status": "ok"}] * len(a["results"])},
+            ),
             "not applied/unchanged/refused",
         ),
         (Rule("rewrite", "/manifest", transform=_bad_manifest), "records[0] is not an object"),
     ],
-    ids=["html-200", "results-not-objects", "other-batch-id", "unknown-status", "manifest-records-not-objects"],
+    ids=[
+        "html-200",
+        "results-not-objects",
+        "other-batch-id",
+        "unknown-status",
+        "manifest-records-not-objects",
+    ],
 )
 def test_a_malformed_2xx_is_an_api_error_not_a_traceback(rule, said, rlab, impostor, scenario):
     """Validly signed (by a key the school pinned) but malformed answers: an HTML 200, results that are

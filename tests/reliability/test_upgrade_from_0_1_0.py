@@ -27,7 +27,9 @@ def _as_made_by_0_1_0(lab: RLab) -> int:
         rows = db.execute("SELECT kind, key FROM acknowledged").fetchall()
         for kind, key in rows:
             entry = next(e for k, e in snapshot.entries.items() if k.value == kind)[key]
-            db.execute("UPDATE acknowledged SET digest = ? WHERE kind = ? AND key = ?", (entry.digest, kind, key))
+            db.execute(
+                "UPDATE acknowledged SET digest = ? WHERE kind = ? AND key = ?", (entry.digest, kind, key)
+            )
         db.execute("DELETE FROM schema_migrations WHERE version > ?", (V010_MIGRATIONS,))
     db.close()
     pin_path(lab.root / "state" / "keys" / f"{lab.dfes}.pem").unlink()

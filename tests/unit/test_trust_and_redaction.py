@@ -79,7 +79,10 @@ def test_plain_http_to_a_name_starting_with_127_is_refused() -> None:
 
 
 def _ack(**changes: object) -> bytes:
-    answer = {"batch_id": "b1", "results": [{"index": 0, "status": "applied", "account_id": "acc-" + "a" * 32}]}
+    answer = {
+        "batch_id": "b1",
+        "results": [{"index": 0, "status": "applied", "account_id": "acc-" + "a" * 32}],
+    }
     return json.dumps({**answer, **changes}).encode()
 
 
@@ -106,8 +109,16 @@ def test_a_well_formed_acknowledgement_becomes_typed_results() -> None:
 
 
 def test_manifest_records_are_checked_one_by_one() -> None:
-    good = {"kind": "staff", "key": "S1", "digest": "sha-256:" + "0" * 64, "status": "active", "account_id": None}
-    assert replies.manifest(json.dumps({"dfes_number": "6601234", "records": [good]}).encode(), "6601234").records
+    good = {
+        "kind": "staff",
+        "key": "S1",
+        "digest": "sha-256:" + "0" * 64,
+        "status": "active",
+        "account_id": None,
+    }
+    assert replies.manifest(
+        json.dumps({"dfes_number": "6601234", "records": [good]}).encode(), "6601234"
+    ).records
     for bad in ("learner", {**good, "digest": "md5:x"}, {**good, "status": "gone"}):
         with pytest.raises(ApiError, match="records\\[0\\]"):
             replies.manifest(json.dumps({"dfes_number": "6601234", "records": [bad]}).encode(), "6601234")
@@ -129,7 +140,10 @@ def test_keyed_digests_are_stable_idempotent_and_depend_on_the_key() -> None:
 
 
 def test_only_kinds_whose_summary_differs_are_fetched_and_the_repair_follows_the_national_side() -> None:
-    local = {"learner": {"a": Held("active", "d1"), "b": Held("active", "d2")}, "staff": {"s": Held("left", "d3")}}
+    local = {
+        "learner": {"a": Held("active", "d1"), "b": Held("active", "d2")},
+        "staff": {"s": Held("left", "d3")},
+    }
     national = {
         "learner": (1, kind_digest({"a": Held("active", "d1")})),
         "staff": (1, kind_digest(local["staff"])),
@@ -137,7 +151,9 @@ def test_only_kinds_whose_summary_differs_are_fetched_and_the_repair_follows_the
         "membership": (0, kind_digest({})),
     }
     assert mismatched_kinds(local, national) == ["learner"]
-    repair = differences("learner", local["learner"], [("a", Held("active", "d9")), ("c", Held("left", "d4"))])
+    repair = differences(
+        "learner", local["learner"], [("a", Held("active", "d9")), ("c", Held("left", "d4"))]
+    )
     assert repair.forget == ("b",)
     assert repair.adopt == (("a", Held("active", "d9")), ("c", Held("left", "d4")))
 

@@ -209,7 +209,9 @@ def _cut(reason: str, deadline_seconds: float) -> ExchangeCut:
     return ExchangeCut("deadline", f"the reply did not complete within {deadline_seconds:g} s")
 
 
-def _read_capped(response: requests.Response, deadline: float, max_bytes: int, stop: threading.Event) -> bytes:
+def _read_capped(
+    response: requests.Response, deadline: float, max_bytes: int, stop: threading.Event
+) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
         raise ExchangeCut("too_large", f"the reply declares {int(declared)} bytes; the limit is {max_bytes}")

@@ -82,7 +82,9 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ApiError(f"{what}: the national API's reply is not JSON (a proxy or the wrong server?)") from None
+        raise ApiError(
+            f"{what}: the national API's reply is not JSON (a proxy or the wrong server?)"
+        ) from None
     if not isinstance(value, dict):
         raise ApiError(f"{what}: the national API's reply is not a JSON object")
     return value

@@ -92,7 +92,9 @@ class _Pinned(HTTPSignatureKeyResolver):
         try:
             return self.keys[key_id]
         except KeyError:
-            raise HTTPMessageSignaturesException(f"key {key_id[:60]!r} is not a pinned national key") from None
+            raise HTTPMessageSignaturesException(
+                f"key {key_id[:60]!r} is not a pinned national key"
+            ) from None
 
     def resolve_private_key(self, key_id: str) -> Any:
         raise NotImplementedError("the client never signs with a national key")

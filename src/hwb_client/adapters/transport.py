@@ -135,7 +135,9 @@ class NationalApi:
             "POST", f"/v1/schools/{dfes_number}/batches", body=body, headers=headers, what=f"batch {batch_id}"
         )
         replayed = answer.reply.headers.get("Idempotent-Replayed") == "true"
-        return replies.batch_ack(answer.reply.body, batch_id=batch_id, operations=operations, replayed=replayed)
+        return replies.batch_ack(
+            answer.reply.body, batch_id=batch_id, operations=operations, replayed=replayed
+        )
 
     def post_run_report(self, dfes_number: str, report: Mapping[str, Any]) -> None:
         answer = self._call(
@@ -196,7 +198,9 @@ class NationalApi:
     ) -> requests.PreparedRequest:
         if self.stop.is_set():
             raise Interrupted("stopped before sending; what was not acknowledged is resent next run")
-        prepared = self.session.prepare_request(requests.Request(method, url, data=body, headers=dict(headers)))
+        prepared = self.session.prepare_request(
+            requests.Request(method, url, data=body, headers=dict(headers))
+        )
         if signed:
             if self.signer is None:
                 raise ApiError("this school is not enrolled: run `hwb-client enrol` first")
@@ -216,7 +220,9 @@ class NationalApi:
             )
         except ExchangeCut as exc:
             if exc.reason == "stopped":
-                raise Interrupted(f"{what}: {exc.detail}; what was not acknowledged is resent next run") from None
+                raise Interrupted(
+                    f"{what}: {exc.detail}; what was not acknowledged is resent next run"
+                ) from None
             if exc.reason == "too_large":
                 raise ApiError(f"{what}: the national API's reply is too large: {exc.detail}") from None
             raise
@@ -285,7 +291,9 @@ class NationalApi:
     def _accepted(self, answer: _Answer, *, signed: bool, what: str) -> _Answer:
         if signed and self.response_keys is not None:
             reply = answer.reply
-            verify_answer(self.response_keys, answer.request, reply.status, reply.headers, reply.wire, what=what)
+            verify_answer(
+                self.response_keys, answer.request, reply.status, reply.headers, reply.wire, what=what
+            )
         return answer
 
     def _before_retry(
@@ -298,7 +306,9 @@ class NationalApi:
         what: str,
     ) -> None:
         elapsed = time.monotonic() - started
-        backoff = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
+        backoff = min(
+            self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1)
+        )
         delay = random.uniform(0, backoff)  # noqa: S311 - jitter, not cryptography
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.settings.backoff_max_seconds))

@@ -34,9 +34,7 @@ def _same(digest: str) -> str:
     return digest
 
 
-def diff(
-    snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str] = _same
-) -> list[Operation]:
+def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str] = _same) -> list[Operation]:
     """Upserts and leaves for kinds in send order (members before groups before memberships), then
     removes in the reverse order (memberships before the groups and people they point at).
 
