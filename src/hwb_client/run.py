@@ -351,7 +351,7 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi, *, allow_mass_remo
     state.start_run(result.run_id, result.started_at)
     run.log.info("run_started", version=__version__)
     try:
-        api.response_keys = trust.response_keys(run.settings, run.school, api)
+        trust.pin_response_keys(run.settings, run.school, api)
         for stale in state.interrupted_runs():
             if stale != result.run_id:
                 # One transaction: killed between the two, the cut-off run's partial report (not a valid

@@ -35,6 +35,14 @@ def pin_from_enrolment(settings: Settings, school: SchoolSettings, answer: Mappi
     return key.key_id
 
 
+def pin_response_keys(settings: Settings, school: SchoolSettings, api: NationalApi) -> None:
+    """Make ``api`` check every answer against the school's pinned keys (learned now for a school
+    enrolled by 0.1.0), and keep the file up to date when a pinned key vouches for a rotated one."""
+    path = pin_path(settings.signing_key_path(school))
+    api.response_keys = response_keys(settings, school, api)
+    api.on_keys_rotated = lambda keys: save_pinned(path, keys)
+
+
 def response_keys(settings: Settings, school: SchoolSettings, api: NationalApi) -> tuple[ResponseKey, ...]:
     """The pinned keys; for a school enrolled by 0.1.0, learned now (trust on first use) and pinned."""
     path = pin_path(settings.signing_key_path(school))

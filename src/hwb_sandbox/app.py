@@ -39,7 +39,7 @@ from hwb_sandbox.signatures import (
     BATCH_COMPONENTS,
     BODY_COMPONENTS,
     GET_COMPONENTS,
-    ResponseSigner,
+    ResponseKeyring,
     SignedRequest,
     verify_request,
 )
@@ -255,7 +255,8 @@ class SandboxApp:
         self.store = store
         self.public_url = public_url
         self._openapi_bytes = json.dumps(openapi.document(), ensure_ascii=False, indent=2).encode("utf-8")
-        self.response_signer = ResponseSigner.for_database(store.path)
+        self.response_keys = ResponseKeyring.for_database(store.path)
+        self.response_signer = self.response_keys.current
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
@@ -314,9 +315,8 @@ class SandboxApp:
         answered = SignedRequest.build(
             request.method, target_uri(request.environ, self.public_url), request.headers.items(), b""
         )
-        self.response_signer.sign(
-            answered, response.status_code, response.headers, response.get_data(), self.store.clock()
-        )
+        signer = request.environ.get("hwb.response_signer", self.response_signer)
+        signer.sign(answered, response.status_code, response.headers, response.get_data(), self.store.clock())
 
     # -- public documents ------------------------------------------------------------------------------------
 
@@ -449,6 +449,13 @@ class SandboxApp:
         return json_response({"dfes_number": school.dfes_number, "kinds": summary})
 
     def on_response_keys(self, request: Request) -> Response:
+        """The current key, signed by the current key or by ``?signed_by=KEY_ID`` (a previous one)."""
+        wanted = request.args.get("signed_by")
+        if wanted is not None:
+            signer = self.response_keys.by_id.get(wanted)
+            if signer is None:
+                raise Problem("not-found", "no such response key")
+            request.environ["hwb.response_signer"] = signer
         return json_response({"keys": [self.response_signer.public()]})
 
 

@@ -254,7 +254,16 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "responseKeys",
                 "summary": "The national API's response-signing keys (v2; the answer is signed by them)",
-                "responses": {"200": _json(ResponseKeys, "Keys")},
+                "parameters": [
+                    {
+                        "name": "signed_by",
+                        "in": "query",
+                        "required": False,
+                        "description": "sign the answer with this (previous) response key: rotation",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _json(ResponseKeys, "Keys"), **_problems("not-found")},
             }
         },
     }

@@ -237,19 +237,25 @@ class ResponseSigner:
         )
 
     @classmethod
-    def for_database(cls, db_path: Path) -> ResponseSigner:
-        path = db_path.with_name(db_path.name + ".response-key.pem")
-        if path.exists():
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError(f"{path} is not an Ed25519 private key")
-            return cls(key)
+    def from_file(cls, path: Path) -> ResponseSigner:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return cls(key)
+
+    @classmethod
+    def create(cls, path: Path) -> ResponseSigner:
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
         return cls(key)
+
+    @classmethod
+    def for_database(cls, db_path: Path) -> ResponseSigner:
+        path = current_key_path(db_path)
+        return cls.from_file(path) if path.exists() else cls.create(path)
 
     def public(self) -> dict[str, str]:
         return {"key_id": self.key_id, "public_key": self.public_key_b64, "alg": "ed25519"}
@@ -273,3 +279,33 @@ class ResponseSigner:
             covered_component_ids=tuple(covered),
             body=body,
         )
+
+
+def current_key_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".response-key.pem")
+
+
+class ResponseKeyring:
+    """The current response key, and previous ones kept only to vouch for it (``rotate``).
+
+    A client that pinned a previous key asks ``GET /v1/response-keys?signed_by=PREVIOUS`` and gets the
+    current key listed in an answer signed by the key it trusts (docs/protocol.md, rotation)."""
+
+    def __init__(self, current: ResponseSigner, previous: Sequence[ResponseSigner]) -> None:
+        self.current = current
+        self.by_id = {signer.key_id: signer for signer in (*previous, current)}
+
+    @classmethod
+    def for_database(cls, db_path: Path) -> ResponseKeyring:
+        previous = sorted(db_path.parent.glob(db_path.name + ".response-key.previous-*.pem"))
+        return cls(ResponseSigner.for_database(db_path), [ResponseSigner.from_file(p) for p in previous])
+
+    @staticmethod
+    def rotate(db_path: Path) -> ResponseSigner:
+        """Keep the current key as a previous one and make a new current key (restart the server)."""
+        current = current_key_path(db_path)
+        if current.exists():
+            old = ResponseSigner.from_file(current)
+            thumb = old.key_id.rsplit(":", 1)[-1]
+            current.rename(db_path.with_name(f"{db_path.name}.response-key.previous-{thumb}.pem"))
+        return ResponseSigner.create(current)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import http_sf
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from http_message_signatures import (
@@ -145,3 +146,19 @@ def verify_answer(
             "it is not trusted"
         ) from None
     return str(results[0].parameters.get("keyid", ""))
+
+
+def signature_key_id(headers: Mapping[str, str]) -> str | None:
+    """The ``keyid`` of an answer's signature, read without verifying anything (None if unreadable)."""
+    value = headers.get("Signature-Input")
+    if not value:
+        return None
+    try:
+        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+    except (ValueError, TypeError, UnicodeEncodeError):
+        return None
+    if not isinstance(parsed, dict) or len(parsed) != 1:
+        return None
+    (member,) = parsed.values()
+    key_id = dict(member[1]).get("keyid") if isinstance(member, tuple) else None
+    return key_id if isinstance(key_id, str) else None

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import requests
 import structlog
@@ -31,7 +32,7 @@ from hwb_client import __version__
 from hwb_client.adapters import replies
 from hwb_client.adapters.bounded_http import ExchangeCut, Reply, exchange, watched_session
 from hwb_client.adapters.replies import PERMANENTLY_REFUSED, BatchAck, Manifest, ManifestSummary
-from hwb_client.adapters.response_keys import ResponseKey, verify_answer
+from hwb_client.adapters.response_keys import ResponseKey, signature_key_id, verify_answer
 from hwb_client.errors import ApiError, Interrupted
 from hwb_client.settings import ApiSettings
 
@@ -100,6 +101,8 @@ class NationalApi:
         self.stop = stop or threading.Event()
         self._sleep = sleep
         self.response_keys = response_keys
+        #: called with the new key set when a pinned key vouched for a rotated national key
+        self.on_keys_rotated: Callable[[tuple[ResponseKey, ...]], None] | None = None
         self.session = session or watched_session()
         self.session.headers["User-Agent"] = f"hwb-client/{__version__}"
         self.session.headers["Hwb-Protocol"] = PROTOCOL_VERSION
@@ -291,10 +294,41 @@ class NationalApi:
     def _accepted(self, answer: _Answer, *, signed: bool, what: str) -> _Answer:
         if signed and self.response_keys is not None:
             reply = answer.reply
+            key_id = signature_key_id(reply.headers)
+            if key_id is not None and key_id not in {key.key_id for key in self.response_keys}:
+                self._follow_rotation(key_id)
             verify_answer(
                 self.response_keys, answer.request, reply.status, reply.headers, reply.wire, what=what
             )
         return answer
+
+    def _vouched_keys(self, pinned: ResponseKey) -> tuple[ResponseKey, ...]:
+        """The national keys as listed in an answer signed by ``pinned`` (``ApiError`` otherwise)."""
+        path = f"/v1/response-keys?signed_by={quote(pinned.key_id, safe='')}"
+        answer = self._call("GET", path, signed=False, what="response keys", verify=False)
+        reply = answer.reply
+        verify_answer((pinned,), answer.request, reply.status, reply.headers, reply.wire, what="rotation")
+        listed = replies.json_object(reply.body, "response keys").get("keys") or ()
+        try:
+            return tuple(ResponseKey.parse(item) for item in listed)
+        except (ValueError, TypeError) as exc:
+            raise ApiError(f"response keys: the national API's list is not usable: {exc}") from None
+
+    def _follow_rotation(self, new_key_id: str) -> None:
+        """An answer signed by a key not pinned: adopt the national keys a pinned key vouches for
+        (``GET /v1/response-keys?signed_by=PINNED``), if they list the new key. Otherwise nothing changes
+        and the answer is refused."""
+        for pinned in self.response_keys or ():
+            try:
+                listed = self._vouched_keys(pinned)
+            except ApiError:
+                continue
+            if new_key_id in {key.key_id for key in listed}:
+                self.response_keys = listed
+                log.warning("response_key_rotated", key_id=new_key_id, vouched_by=pinned.key_id)
+                if self.on_keys_rotated is not None:
+                    self.on_keys_rotated(listed)
+                return
 
     def _before_retry(
         self,
