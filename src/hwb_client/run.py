@@ -208,7 +208,7 @@ class _Run:
         snapshot = snapshot or self.read_snapshot(state)
         self.snapshot = snapshot
         acknowledged = self.acknowledged
-        operations = diff(snapshot, acknowledged, state.keyed)
+        operations = diff(snapshot, acknowledged, state.stored_digest)
         decision = guard.check(
             snapshot,
             operations,

@@ -61,9 +61,9 @@ def _repair(state: StateStore, difference: Difference, accounts: dict[str, str |
 
 def verify(api: NationalApi, state: StateStore, dfes: str, now: dt.datetime) -> Verification:
     """Compare and repair; the repaired index is what the next diff (this run's) compares the MIS with."""
-    if state.digest_key is None:
+    if state.record_digest_key is None:
         raise StateError(f"school {dfes}: the state's secret is missing; the state cannot be verified")
-    summary = api.manifest_summary(dfes, state.digest_key)
+    summary = api.manifest_summary(dfes, state.record_digest_key)
     local = held_index(state)
     national = {kind: (s.count, s.digest) for kind, s in summary.kinds.items()}
     mismatched = mismatched_kinds(local, national)
@@ -74,7 +74,7 @@ def verify(api: NationalApi, state: StateStore, dfes: str, now: dt.datetime) -> 
         with state.transaction():
             for kind in mismatched:
                 records = [r for r in manifest.records if r.kind == kind]
-                held = [(r.key, Held(r.status, state.keyed(r.digest))) for r in records]
+                held = [(r.key, Held(r.status, state.stored_digest(r.digest))) for r in records]
                 difference = differences(kind, local.get(kind, {}), held)
                 _repair(state, difference, {r.key: r.account_id for r in records}, stamp)
                 forgotten += len(difference.forget)

@@ -180,15 +180,15 @@ class RLab:
         finally:
             store.close()
 
-    def keyed(self, dfes: str | None = None) -> Callable[[str], str]:
-        """The school's state digest keying (``StateStore.keyed``), for comparing with its state."""
+    def stored_digest(self, dfes: str | None = None) -> Callable[[str], str]:
+        """The school's state digest keying (``StateStore.stored_digest``), for comparing with its state."""
         store = StateStore.open(self.lab.state_dir, dfes or self.dfes, read_only=True)
         store.close()
-        return store.keyed
+        return store.stored_digest
 
     def pending_changes(self, dfes: str | None = None) -> list[Operation]:
         """What a run would send now: the diff of the MIS against the client's acknowledged state."""
-        return diff(self.projection(dfes), self.acknowledged(dfes), self.keyed(dfes))
+        return diff(self.projection(dfes), self.acknowledged(dfes), self.stored_digest(dfes))
 
     def dry_run_changes(self, dfes: str | None = None) -> dict[str, dict[str, int]]:
         """The client's own dry run (read, validate, diff; sends and changes nothing): changes per kind."""
@@ -240,7 +240,7 @@ class RLab:
         extra = {k: v for k, v in actual.items() if k not in expected and k not in held}
         assert not missing, f"{dfes}: the sandbox lacks or differs on {len(missing)} record(s): {missing}"
         assert not extra, f"{dfes}: the sandbox holds {len(extra)} record(s) the MIS does not: {extra}"
-        keyed = self.keyed(dfes)
+        keyed = self.stored_digest(dfes)
         assert {k: v for k, v in acknowledged.items() if k not in held} == {
             k: (keyed(digest), status) for k, (digest, status) in expected.items()
         }

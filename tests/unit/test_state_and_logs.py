@@ -42,7 +42,7 @@ def test_acknowledging_advances_state_for_applied_operations_and_clears_the_batc
     )
     assert tally == {"applied": 1, "refused": 1, "refused:not_found": 1}
     assert store.count_pending() == 0
-    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == store.keyed("sha-256:aa")  # keyed, not plain
+    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == store.stored_digest("sha-256:aa")  # keyed, not plain
     assert store.account_ids(Kind.LEARNER) == {"k:1": "acc-1"}
 
 

@@ -103,11 +103,11 @@ class StateStore:
         self._cipher = cipher
         self.fingerprint_key: bytes | None = None
         #: keys the record digests kept here (``core.anti_entropy.keyed_digest``); None without a secret
-        self.digest_key: bytes | None = None
+        self.record_digest_key: bytes | None = None
 
-    def keyed(self, digest: str) -> str:
+    def stored_digest(self, digest: str) -> str:
         """A record digest as this state stores and compares it (keyed; unchanged without a key)."""
-        return digest if self.digest_key is None else keyed_digest(self.digest_key, digest)
+        return digest if self.record_digest_key is None else keyed_digest(self.record_digest_key, digest)
 
     # -- opening, migrations, integrity ------------------------------------------------------------
 
@@ -146,8 +146,8 @@ class StateStore:
         if secret is not None:
             store._cipher = AESGCM(secret)
             store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()
-            store.digest_key = hmac.new(secret, b"hwb-state-digest-v1", hashlib.sha256).digest()
-        connection.create_function("hwb_keyed_digest", 1, store.keyed, deterministic=True)
+            store.record_digest_key = hmac.new(secret, b"hwb-state-digest-v1", hashlib.sha256).digest()
+        connection.create_function("hwb_keyed_digest", 1, store.stored_digest, deterministic=True)
         if not read_only:
             store._migrate()
         return store
@@ -271,7 +271,7 @@ class StateStore:
                 "INSERT INTO acknowledged (kind, key, digest, status, account_id, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    (kind.value, key, self.keyed(digest), status, account, now)
+                    (kind.value, key, self.stored_digest(digest), status, account, now)
                     for kind, key, digest, status, account in records
                 ),
             )
@@ -323,7 +323,7 @@ class StateStore:
                             op.value,
                             kind.value,
                             key,
-                            None if digest is None else self.keyed(digest),
+                            None if digest is None else self.stored_digest(digest),
                             year_group,
                         )
                         for i, (op, kind, key, digest, year_group) in enumerate(batch.ops)
@@ -378,7 +378,7 @@ class StateStore:
                 removed.append((kind.value, key))
                 continue
             status_after = LEFT if op is Op.LEAVE else ACTIVE
-            stored = None if digest is None else self.keyed(digest)
+            stored = None if digest is None else self.stored_digest(digest)
             kept.append((kind.value, key, stored, status_after, year_group, result.account_id, now))
         with self.transaction():
             # Statements per batch, not per operation (a first run acknowledges thousands at a time).
