@@ -1,6 +1,7 @@
 """The command line: argument parsing, exit codes, and turning errors into one clear line. Nothing else.
 
-    hwb-client --run-now [--school DFES] [--dry-run] [--allow-mass-removal] [--verify]
+    hwb-client --run-now [--school DFES] [--dry-run] [--as-of DATE] [--allow-mass-removal]
+                         [--allow-mass-update] [--wait SECONDS] [--verify]
     hwb-client enrol --school DFES --code CODE
     hwb-client rotate-key --school DFES
     hwb-client status [--school DFES] [--json]
@@ -31,8 +32,9 @@ from typing import Any, TextIO
 import structlog
 
 from hwb_client import __version__, logs
-from hwb_client.errors import ConfigError, EnrolmentError, HwbClientError
-from hwb_client.settings import Settings, load_settings
+from hwb_client.errors import ConfigError, HwbClientError, UsageError
+from hwb_client.settings import Settings, is_loopback_url, load_settings
+from hwb_client.terminal import printable
 
 EXIT_OK, EXIT_WARNING, EXIT_USAGE, EXIT_STATUS = 0, 1, 2, 10
 log = structlog.get_logger("hwb_client.cli")
@@ -60,7 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-mass-removal",
         action="store_true",
-        help="with --run-now: allow this one run past the safety guard (after checking the MIS)",
+        help="with --run-now: allow this one run past the guard's removal and hold-back rules (after "
+        "checking the MIS); recorded in the run report with your user name",
+    )
+    parser.add_argument(
+        "--allow-mass-update",
+        action="store_true",
+        help="with --run-now: allow this one run past the guard's mass-update rule (after checking the "
+        "query profile's mapping); recorded in the run report with your user name",
+    )
+    parser.add_argument(
+        "--as-of",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="with --run-now --dry-run: plan the run as it would be on that day (leaving and start "
+        "dates, the summer rules); a real run with --as-of is only allowed against a sandbox on loopback",
     )
     parser.add_argument(
         "--wait",
@@ -84,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--from", dest="start", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
     sub.add_parser("check-config", help="check the configuration and query profiles; read and send nothing")
     return parser
+
+
+def _iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -114,40 +137,56 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _print_result(result: Any, out: TextIO) -> None:
-    counts = (
+def _tally(tally: dict[str, dict[str, int]]) -> str:
+    return (
         ", ".join(
-            f"{kind} " + " ".join(f"{op}={n}" for op, n in sorted(ops.items()))
-            for kind, ops in sorted(result.counts.items())
+            f"{kind} " + " ".join(f"{name}={n}" for name, n in sorted(names.items()))
+            for kind, names in sorted(tally.items())
         )
-        or "no changes"
+        or "none"
     )
-    out.write(f"{result.dfes_number}: {result.outcome.upper()} - {result.message}\n")
-    out.write(f"  changes: {counts}\n")
-    if result.held_back:
-        reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(result.held_back.items()))
-        out.write(f"  held back: {reasons}\n")
-    if result.refused:
-        out.write(
-            "  refused by Hwb: " + ", ".join(f"{r}={n}" for r, n in sorted(result.refused.items())) + "\n"
-        )
-    for reason in result.guard_reasons:
-        out.write(f"  guard: {reason}\n")
-    if result.dry_run and result.held_back_details:
-        out.write(
-            "  held-back records (this list names people: it is for the school's administrators only,\n"
-            "  and is never logged or sent):\n"
-        )
-        from hwb_client.core.validate import ADVICE, Reason
 
-        memberships: Counter[str] = Counter()
-        for kind, label, reason in result.held_back_details:
-            if kind == "membership":
-                memberships[reason] += 1
-                continue
-            out.write(f"    - {label}: {reason} ({ADVICE[Reason(reason)]})\n")
-        for reason, count in sorted(memberships.items()):
-            out.write(f"    - {count} class membership(s): {reason} ({ADVICE[Reason(reason)]})\n")
+
+def _print_result(result: Any, out: TextIO) -> None:
+    as_of = f" (as of {result.as_of.isoformat()})" if result.as_of else ""
+    out.write(f"{result.dfes_number}: {result.outcome.upper()}{as_of} - {printable(result.message)}\n")
+    out.write(f"  planned: {_tally(result.planned)}\n")
+    if not result.dry_run:
+        out.write(f"  sent: {_tally(result.sent)}\n")
+    if result.held_back_by_kind:
+        out.write(f"  held back: {_tally(result.held_back_by_kind)}\n")
+    if result.refused_by_kind:
+        out.write(f"  refused by Hwb: {_tally(result.refused_by_kind)}\n")
+    for upcoming in result.upcoming:
+        out.write(
+            f"  {upcoming.kind.value} {upcoming.event} on {upcoming.date.isoformat()}: {upcoming.count}\n"
+        )
+    for hold in result.holds:
+        out.write(f"  HELD by {hold['rule']}: {hold['message']}\n")
+    for override in result.overrides:
+        out.write(
+            f"  allowed past {override['rule']} ({override['count']} > limit {override['limit']}) "
+            f"with {override['flag']} by {override['user']}\n"
+        )
+    if result.dry_run and result.held_back_details:
+        _print_held_back(result.held_back_details, out)
+
+
+def _print_held_back(details: list[tuple[str, str, str]], out: TextIO) -> None:
+    from hwb_client.core.validate import ADVICE, Reason
+
+    out.write(
+        "  held-back records (this list names people: it is for the school's administrators only,\n"
+        "  and is never logged or sent):\n"
+    )
+    memberships: Counter[str] = Counter()
+    for kind, label, reason in details:
+        if kind == "membership":
+            memberships[reason] += 1
+            continue
+        out.write(f"    - {printable(label)}: {reason} ({ADVICE[Reason(reason)]})\n")
+    for reason, count in sorted(memberships.items()):
+        out.write(f"    - {count} class membership(s): {reason} ({ADVICE[Reason(reason)]})\n")
 
 
 def _exit_code(results: Sequence[Any]) -> int:
@@ -173,6 +212,19 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     from hwb_client.run import run_school
 
     settings = _load(args)
+    if args.as_of is not None and not args.dry_run and not is_loopback_url(str(settings.api.base_url)):
+        raise UsageError(
+            f"--as-of without --dry-run is only allowed against a sandbox on loopback, not {settings.api.base_url}: "
+            "add --dry-run to see what a run on that day would send"
+        )
+    allow = frozenset(
+        flag
+        for flag, given in (
+            ("--allow-mass-removal", args.allow_mass_removal),
+            ("--allow-mass-update", args.allow_mass_update),
+        )
+        if given
+    )
     _tune_gc_for_runs()
     schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
     stop = _stop_on_signals()
@@ -187,9 +239,10 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             settings,
             school,
             dry_run=args.dry_run,
-            allow_mass_removal=args.allow_mass_removal,
+            allow=allow,
             stop=stop,
             lock_wait_seconds=args.wait,
+            today=args.as_of,
             verify_state=args.verify,
         )
         with printing:
@@ -216,65 +269,21 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_enrol(args: argparse.Namespace, out: TextIO) -> int:
-    from hwb_client.adapters.signing import generate_signing_key, key_id_for, load_signing_key, public_key_b64
-    from hwb_client.adapters.transport import NationalApi
-    from hwb_client.errors import ApiError
+    from hwb_client.enrolment import enrol
 
     settings = _load(args)
     school = settings.school(args.enrol_school)
-    path = settings.signing_key_path(school)
-    if not path.exists():
-        generate_signing_key(path)
-    key = load_signing_key(path)
-    api = NationalApi(settings.api, signer=None)
-    try:
-        answer = api.enrol(school.dfes_number, args.code.strip(), public_key_b64(key))
-    except ApiError as exc:
-        raise EnrolmentError(f"school {school.dfes_number}: enrolment refused: {exc.message}") from None
-    finally:
-        api.close()
-    expected = key_id_for(school.dfes_number, key.public_key())
-    out.write(f"{school.dfes_number}: enrolled, key id {answer.get('key_id', expected)} (key file {path})\n")
-    from hwb_client.trust import pin_from_enrolment
-
-    pinned = pin_from_enrolment(settings, school, answer)
-    if pinned:
-        out.write(f"{school.dfes_number}: national response key {pinned} pinned\n")
+    key_id, path = enrol(settings, school, args.code)
+    out.write(f"{school.dfes_number}: enrolled, key id {key_id} (key file {path})\n")
     return EXIT_OK
 
 
 def cmd_rotate_key(args: argparse.Namespace, out: TextIO) -> int:
-    """Enrol a new key signed by the current one, switch to it, then retire the old one."""
-    from hwb_client.adapters.signing import (
-        RequestSigner,
-        generate_signing_key,
-        key_id_for,
-        load_signing_key,
-        public_key_b64,
-    )
-    from hwb_client.adapters.transport import NationalApi
+    from hwb_client.enrolment import rotate_key
 
     settings = _load(args)
     school = settings.school(args.rotate_school)
-    path = settings.signing_key_path(school)
-    old = load_signing_key(path)
-    old_id = key_id_for(school.dfes_number, old.public_key())
-    staged = path.with_name(path.name + ".new")
-    if staged.exists():
-        staged.unlink()  # a rotation cut off before: the staged key was never used
-    new = generate_signing_key(staged)
-    new_id = key_id_for(school.dfes_number, new.public_key())
-    api = NationalApi(settings.api, signer=RequestSigner(old, old_id))
-    try:
-        api.add_key(school.dfes_number, public_key_b64(new))
-    finally:
-        api.close()
-    staged.replace(path)  # from here on the client signs with the new key
-    api = NationalApi(settings.api, signer=RequestSigner(new, new_id))
-    try:
-        api.retire_key(school.dfes_number, old_id)
-    finally:
-        api.close()
+    old_id, new_id = rotate_key(settings, school)
     out.write(f"{school.dfes_number}: signing key rotated: {old_id} retired, now {new_id}\n")
     return EXIT_OK
 
@@ -331,6 +340,15 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
                 if last.get("held_back"):
                     reasons = ", ".join(f"{r}={n}" for r, n in sorted(last["held_back"].items()))
                     out.write(f"  held back: {reasons}\n")
+                for hold in last.get("holds") or []:
+                    out.write(
+                        f"  held by {hold['rule']}: {hold['count']} > limit {hold['limit']} ({hold['flag']})\n"
+                    )
+                for override in last.get("overrides") or []:
+                    out.write(
+                        f"  allowed past {override['rule']} ({override['count']} > limit {override['limit']}) "
+                        f"with {override['flag']} by {override.get('user') or 'unknown'}\n"
+                    )
             out.write(f"  last success: {entry['last_success_at'] or 'never'}\n")
             if entry["pending_batches"]:
                 out.write(f"  batches waiting to be resent: {entry['pending_batches']}\n")

@@ -37,6 +37,12 @@ class HwbClientError(Exception):
         return self.message
 
 
+class UsageError(HwbClientError):
+    """The command line asks for something that cannot be done as given; nothing was read or sent."""
+
+    exit_code = 2
+
+
 class ConfigError(HwbClientError):
     """The configuration is wrong; the message names the setting and the fix."""
 

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -62,15 +63,18 @@ class ClientSettings(_Section):
 
 
 def is_loopback_host(host: str) -> bool:
-    """A loopback IP address (``127.0.0.0/8``, ``::1``) or the literal name ``localhost``; any other name
-    (``127.attacker.example``) is not, whatever it starts with."""
-    host = host.strip("[]")
-    if host.lower() == "localhost":
+    """``localhost`` or a loopback IP address (parsed, not a prefix test: ``127.example`` is a name)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_url(url: str) -> bool:
+    return is_loopback_host(urllib.parse.urlsplit(url).hostname or "")
 
 
 class ApiSettings(_Section):
@@ -100,8 +104,13 @@ class ApiSettings(_Section):
 
 
 class GuardSettings(_Section):
+    """The safety guard's limits (``core.guard``): removals scale with the school, updates exclude the
+    summer rollover."""
+
     max_removal_share: float = Field(0.10, ge=0, le=1)
-    min_removals: int = Field(20, ge=0)
+    min_removals: int = Field(3, ge=0)
+    max_update_share: float = Field(0.75, ge=0, le=1)
+    min_updates: int = Field(5, ge=0)
 
 
 class BatchSettings(_Section):

@@ -24,11 +24,15 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from hwb_client.adapters.national_key import load_national_key
+from hwb_client.core import calendar
+from hwb_client.core.calendar import ScheduledRun
+from hwb_client.settings import ScheduleSettings
 from hwb_demo.lab import Lab, LabSchool
 from hwb_sandbox.testing import SandboxProcess
-from hwb_synth.generate import generate
+from hwb_synth.generate import MisData, generate
 from hwb_synth.load import replace_school_data_sqlite
 from hwb_synth.mutate import summer_rollover
 from hwb_synth.scales import DEMO_PRIMARY, DEMO_SECONDARY
@@ -49,13 +53,68 @@ def load_mis(lab: Lab, data: object) -> None:
         replace_school_data_sqlite(data, school.mis_path, [school.dfes_number])  # type: ignore[arg-type]
 
 
-def run_now(lab: Lab, *extra: str) -> int:
-    result = lab.cli("--run-now", *extra)
-    show(result.stdout)
+# The demo's summer (2025/26, the built-in Welsh term dates): the summer term ends on Monday 20 July.
+FIRST_RUN = dt.date(2026, 6, 15)
+LEAVING_ENTERED = dt.date(2026, 7, 1)  # leaving dates are entered weeks before the last day
+LAST_DAY = dt.date(2026, 7, 20)  # the Year 6 leaving date: the last day on roll
+EOY_FINISHED = dt.date(2026, 8, 7)  # end-of-year procedures finished (8 August in 2025)
+FIRST_DAY_OF_TERM = dt.date(2026, 9, 1)
+
+
+def run_now(lab: Lab, sandbox: SandboxProcess, day: dt.date, *extra: str, quiet: bool = False) -> int:
+    """``hwb-client --run-now --as-of DAY``: a real run, dated (allowed against a sandbox on loopback),
+    with the sandbox's national calendar set to the same day."""
+    sandbox.set_today(day)
+    result = lab.cli("--run-now", "--as-of", day.isoformat(), *extra)
+    if not quiet or result.returncode not in (0, 1):
+        show(result.stdout)
     if result.returncode not in (0, 1):
         show(result.stderr[-2000:])
-    print(f"  (exit code {result.returncode})", flush=True)
+    if not quiet:
+        print(f"  (exit code {result.returncode})", flush=True)
     return result.returncode
+
+
+def summer_runs() -> list[ScheduledRun]:
+    """The schedule's runs from the last day of term to the first day of the new term (inclusive)."""
+    zone = ZoneInfo(ScheduleSettings().timezone)
+    after = dt.datetime.combine(LAST_DAY, dt.time(0, 0), tzinfo=zone)
+    runs = calendar.next_runs(ScheduleSettings(), after, 20)
+    return [r for r in runs if r.at.date() <= FIRST_DAY_OF_TERM]
+
+
+def with_leaving_dates(data: MisData, rolled: MisData) -> MisData:
+    """The MIS mid-way through end-of-year procedures: the old year, with Year 6 leaving dates entered."""
+    leaving = {lr.pupil_id: lr.leaving_date for lr in rolled.learners if lr.leaving_date == LAST_DAY}
+    learners = [
+        dataclasses.replace(lr, leaving_date=leaving[lr.pupil_id])
+        if lr.pupil_id in leaving and lr.year_group == "6"
+        else lr
+        for lr in data.learners
+    ]
+    return dataclasses.replace(data, learners=learners)
+
+
+def state(record: dict[str, str]) -> str:
+    """A record's state at the national side on its calendar's today (protocol 2), else its status."""
+    return record.get("state") or record["status"]
+
+
+def _counted(counts: Counter[str]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+
+
+def year6_state(lab: Lab, movers: tuple[str, ...] | list[str]) -> str:
+    """How the movers' accounts stand at each school, counted from the national manifests."""
+    hasher = load_national_key(lab.national_key_file)
+    keys = {hasher(upn) for upn in movers}
+    primary = Counter(
+        state(r) for k, r in learner_accounts(lab, DEMO_PRIMARY.dfes_number).items() if k in keys
+    )
+    secondary = Counter(
+        state(r) for k, r in learner_accounts(lab, DEMO_SECONDARY.dfes_number).items() if k in keys
+    )
+    return f"Year 6 at the primary: {_counted(primary)}; at the secondary: {_counted(secondary)}"
 
 
 def learner_accounts(lab: Lab, dfes: str) -> dict[str, dict[str, str]]:
@@ -108,37 +167,54 @@ def main(argv: list[str] | None = None) -> int:
                 return result.returncode
 
         say("4. What the primary's administrator sees first: hwb-client --run-now --dry-run")
-        dry = lab.cli("--run-now", "--dry-run", "--school", DEMO_PRIMARY.dfes_number)
+        dry = lab.cli(
+            "--run-now", "--dry-run", "--as-of", FIRST_RUN.isoformat(), "--school", DEMO_PRIMARY.dfes_number
+        )
         show(dry.stdout)
 
-        say("5. First run, summer term 2025/26: every record is new")
-        run_now(lab)
+        say(f"5. First run, {FIRST_RUN:%d %B %Y} (summer term 2025/26): every record is new")
+        run_now(lab, sandbox, FIRST_RUN)
 
-        say("6. Second run with no MIS change: no batch is sent")
-        run_now(lab)
-
+        say("6. Second run the next night with no MIS change: no batch is sent")
+        run_now(lab, sandbox, FIRST_RUN + dt.timedelta(days=1))
         before = {s.dfes_number: learner_accounts(lab, s.dfes_number) for s in schools}
-        say("7. The summer rollover in both MIS (end-of-year procedures)")
-        rollover = summer_rollover(
-            data,
-            DEMO_PRIMARY.dfes_number,
-            DEMO_SECONDARY.dfes_number,
-            leaving_date=dt.date(2026, 7, 22),
-            seed=SEED,
-        )
-        load_mis(lab, rollover.data)
-        summary = rollover.summary
-        show(
-            f"Year 6 leavers in the primary (leaving date {summary.leaving_date}): {summary.y6_leavers}, "
-            f"admitted to the secondary as Year 7: {len(summary.y6_movers)}\n"
-            f"Year 13 leavers: {summary.y13_leavers}; moved up a year: {summary.moved_up}; "
-            f"new intake: {summary.intake}\n"
-            f"a teacher moves school: {summary.teacher_leaving_code} leaves the primary, "
-            f"{summary.teacher_joining_code} starts at the secondary; one brand-new learner joins {summary.joiner_dfes}"
-        )
 
-        say("8. Run after the rollover (as on 30 August)")
-        code = run_now(lab)
+        say(f"7. {LEAVING_ENTERED:%d %B}: end-of-year procedures - the primary enters Year 6 leaving dates")
+        rollover = summer_rollover(
+            data, DEMO_PRIMARY.dfes_number, DEMO_SECONDARY.dfes_number, leaving_date=LAST_DAY, seed=SEED
+        )
+        summary = rollover.summary
+        load_mis(lab, with_leaving_dates(data, rollover.data))
+        show(
+            f"Year 6 leaving date (the last day of the summer term): {LAST_DAY:%d %B %Y}; "
+            f"{summary.y6_leavers} Year 6 learners, {len(summary.y6_movers)} of them going to the secondary"
+        )
+        show(
+            lab.cli(
+                "--run-now",
+                "--dry-run",
+                "--as-of",
+                LEAVING_ENTERED.isoformat(),
+                "--school",
+                DEMO_PRIMARY.dfes_number,
+            ).stdout.split("  held-back records")[0]
+        )
+        timeline: list[tuple[dt.date, str]] = [(LEAVING_ENTERED, "leaving dates entered")]
+        codes = [run_now(lab, sandbox, LEAVING_ENTERED, quiet=True)]
+
+        say("8. The summer on the schedule's own dates (hwb-client schedule), each run with --as-of")
+        loaded_rollover = False
+        for run in summer_runs():
+            day = run.at.date()
+            if not loaded_rollover and day >= EOY_FINISHED:
+                load_mis(lab, rollover.data)  # end-of-year procedures finished: the new year's MIS
+                loaded_rollover = True
+                timeline.append(
+                    (EOY_FINISHED, "end-of-year procedures finished: Year 7 admitted for September")
+                )
+            codes.append(run_now(lab, sandbox, day, quiet=True))
+            timeline.append((day, f"{run.rule}: " + year6_state(lab, summary.y6_movers)))
+        show("\n".join(f"{day:%a %d %b %Y}  {what}" for day, what in timeline))
 
         say("9. Year 6 -> Year 7: the same national accounts")
         hasher = load_national_key(lab.national_key_file)
@@ -150,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             key = hasher(upn)
             old = primary_before.get(key, {}).get("account_id")
             new = secondary_after.get(key, {}).get("account_id")
-            left = primary_after.get(key, {}).get("status") == "left"
+            left = state(primary_after.get(key, {"status": ""})) == "left"
             if old and old == new and left:
                 matched += 1
             else:
@@ -165,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         show(
             f"{matched} of {len(summary.y6_movers)} Year 6 learners hold the same national account in Year 7"
         )
+        code = max(codes)
 
         say("10. Last-run status, as the national portal shows it")
         for school in schools:

@@ -129,7 +129,7 @@ class Lab:
     def api(self, dfes_number: str) -> Any:
         """A signed client of the national API for one enrolled school (as the client itself uses)."""
         from hwb_client.adapters.transport import NationalApi
-        from hwb_client.run import signer_for
+        from hwb_client.enrolment import signer_for
         from hwb_client.settings import load_settings
 
         settings = load_settings(self.config_path)

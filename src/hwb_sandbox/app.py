@@ -212,8 +212,7 @@ def idempotency_key(request: Request) -> str:
 
 def protocol_version(request: Request) -> int:
     """The protocol version the client speaks: its ``Hwb-Protocol`` header (absent or unreadable: 1)."""
-    value = (request.headers.get("Hwb-Protocol") or "1").strip()
-    return int(value) if value.isdigit() and len(value) < 4 else 1
+    return national.protocol_version(request.headers.get("Hwb-Protocol"))
 
 
 def kind_summaries(records: Iterable[Mapping[str, Any]], digest_key: bytes) -> dict[str, dict[str, Any]]:
@@ -440,7 +439,8 @@ class SandboxApp:
     def on_manifest(self, request: Request, dfes: str) -> Response:
         school = self._school(dfes)
         self._verified(request, dfes, GET_COMPONENTS)
-        return json_response({"dfes_number": school.dfes_number, "records": self.store.manifest(dfes)})
+        records = self.store.manifest(dfes, protocol=protocol_version(request))
+        return json_response({"dfes_number": school.dfes_number, "records": records})
 
     def on_manifest_summary(self, request: Request, dfes: str) -> Response:
         school = self._school(dfes)

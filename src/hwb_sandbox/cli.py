@@ -1,12 +1,13 @@
 """``hwb-sandbox``: run the sandbox national API and look after its schools from the command line.
 
-Commands: ``serve``, ``issue-code``, ``schools``, ``accounts``, ``openapi``. Exit codes: 0 ok, 2 usage,
+Commands: ``serve``, ``issue-code``, ``schools``, ``accounts``, ``clock``, ``openapi``. Exit codes: 0 ok, 2 usage,
 3 bad argument value (for example a DfES number that is not Welsh), 4 school unknown.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import re
 import sys
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         help="scheme://host[:port] clients use when a proxy sits in front (signatures cover the URL)",
     )
     serve_cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve_cmd.add_argument(
+        "--today",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="fix the sandbox calendar's today at this date (kept in the database; see the clock command)",
+    )
 
     issue = commands.add_parser(
         "issue-code", help="register a school if new and print a one-time enrolment code"
@@ -67,8 +74,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("--db", type=Path, required=True)
 
+    clock = commands.add_parser(
+        "clock",
+        help="show or set the sandbox calendar's today (a running server reads it on every request)",
+        description="The national calendar (leavers, the summer rules, purges) runs on this date. A set"
+        " date stays fixed until set again; --real follows the real date in Wales. Signatures, nonces"
+        " and timestamps always use real time.",
+    )
+    clock.add_argument("--db", type=Path, required=True)
+    setting = clock.add_mutually_exclusive_group()
+    setting.add_argument("--set", type=_date, metavar="YYYY-MM-DD", help="fix today at this date")
+    setting.add_argument("--real", action="store_true", help="follow the real date again")
+    clock.add_argument("--json", action="store_true", help="print JSON instead of a line")
+
     commands.add_parser("openapi", help="print the OpenAPI 3.1 document (the copy in docs/openapi.json)")
     return parser
+
+
+def _date(text: str) -> dt.date:
+    try:
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYY-MM-DD")
 
 
 def _valid_dfes(dfes: str) -> bool:
@@ -128,6 +157,15 @@ def _schools(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _state_text(row: dict[str, Any]) -> str:
+    """``active``, ``starts on D``, ``leaving on D`` (the last day on roll) or ``left on D``."""
+    if row["state"] == "starting":
+        return f"starts on {row['starts_on']}"
+    if row["state"] in ("leaving", "left") and row["on_roll_until"]:
+        return f"{row['state']} on {row['on_roll_until']}"
+    return str(row["state"])
+
+
 def _accounts(args: argparse.Namespace) -> int:
     store = SandboxStore(args.db)
     try:
@@ -144,15 +182,41 @@ def _accounts(args: argparse.Namespace) -> int:
         active = "active" if row["account_active"] else "inactive"
         _out(
             f"{row['kind']:<8} {row['account_id']}  {active:<8} at school: {row['status_at_school']:<7}"
-            f" leaving: {row['leaving_date'] or '-'}  {row['key']}"
+            f" {_state_text(row):<24} {row['key']}"
         )
     return EXIT_OK
+
+
+def _clock(args: argparse.Namespace) -> int:
+    store = SandboxStore(args.db)
+    try:
+        if args.set is not None or args.real:
+            store.set_today(args.set)
+        setting, today = store.clock_setting(), store.today()
+    finally:
+        store.close()
+    if args.json:
+        _out(json.dumps({"today": today.isoformat(), "set": setting is not None}))
+    else:
+        _out(f"today: {today.isoformat()} ({'set' if setting is not None else 'the real date'})")
+    return EXIT_OK
+
+
+def _set_clock_for_serve(db: Path, today: dt.date | None) -> None:
+    if today is None:
+        return
+    store = SandboxStore(db)
+    try:
+        store.set_today(today)
+    finally:
+        store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         configure_logging(args.log_level)
+        _set_clock_for_serve(args.db, args.today)
         return serve(
             args.db, host=args.host, port=args.port, threads=args.threads, public_url=args.public_url
         )
@@ -165,5 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rotate-response-key":
         _out(ResponseKeyring.rotate(args.db).key_id)
         return EXIT_OK
+
+    if args.command == "clock":
+        return _clock(args)
     _out(json.dumps(openapi.document(), ensure_ascii=False, indent=2))
     return EXIT_OK

@@ -3,11 +3,14 @@
 A learner is one account nationally, found by ``upn_hash``; a school's upsert links it, a leave or remove
 unlinks it, and an account linked to no school is inactive until an upsert anywhere reactivates it with
 the same ``account_id`` (the Year 6 -> Year 7 move). A staff account belongs to one school and staff code.
-The batch and its idempotency record are written in one transaction (``apply_batch``).
+A leave takes effect on the national calendar (``hwb_sandbox.calendar``): the record stays on roll until
+its ``released_on`` day, so an account is active exactly while some school record is on roll on the
+sandbox's today. The batch and its idempotency record are written in one transaction (``apply_batch``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import sqlite3
@@ -16,8 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from hwb_sandbox import calendar
 from hwb_sandbox.schemas import Batch
-from hwb_sandbox.store import SandboxStore
+from hwb_sandbox.store import ON_ROLL_SQL, SandboxStore
 
 _KEY_FIELD: Final[Mapping[str, str]] = {"learner": "upn_hash", "staff": "staff_code", "group": "group_id"}
 
@@ -38,6 +42,12 @@ def record_key(kind: str, record: Mapping[str, Any]) -> str | None:
         return f"{record['group_id']}/{record['member_kind']}/{record['member_key']}"
     value = record[_KEY_FIELD[kind]]
     return None if value is None else str(value)
+
+
+def protocol_version(header: str | None) -> int:
+    """The version in a request's ``Hwb-Protocol`` header: absent (or not a number) means 1."""
+    value = (header or "1").strip()
+    return int(value) if value.isdigit() and len(value) < 4 else 1
 
 
 def new_account_id() -> str:
@@ -83,6 +93,8 @@ def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_finger
     ``body_fingerprint`` identifies the body (SHA-256 of its canonical JSON): the same ``batch_id`` with a
     different fingerprint raises ``IdempotencyKeyReused`` and changes nothing.
     """
+    today = store.today()
+    store.settle(today)
     with store.transaction() as conn:
         row = conn.execute(
             "SELECT body_sha256, response_json FROM batches WHERE dfes_number = ? AND batch_id = ?",
@@ -92,7 +104,7 @@ def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_finger
             if row["body_sha256"] != body_fingerprint:
                 raise IdempotencyKeyReused(batch.batch_id)
             return BatchAnswer(row["response_json"].encode("utf-8"), replayed=True)
-        school = _SchoolLedger(conn, dfes_number, store.now(), batch.upn_key_id)
+        school = _SchoolLedger(conn, dfes_number, store.now(), batch.upn_key_id, today)
         outcomes = [school.apply(op.model_dump(mode="json")) for op in batch.operations]
         response = {
             "batch_id": batch.batch_id,
@@ -112,11 +124,14 @@ def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_finger
 class _SchoolLedger:
     """Applies operations for one school inside an open transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, dfes_number: str, now: str, upn_key_id: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, dfes_number: str, now: str, upn_key_id: str, today: dt.date
+    ) -> None:
         self.conn = conn
         self.dfes_number = dfes_number
         self.now = now
         self.upn_key_id = upn_key_id
+        self.today = today
 
     def apply(self, operation: dict[str, Any]) -> Outcome:
         kind: str = operation["kind"]
@@ -151,17 +166,28 @@ class _SchoolLedger:
         return row
 
     def _upsert_record(
-        self, kind: str, key: str, record: dict[str, Any], *, status: str, account_id: str | None
+        self,
+        kind: str,
+        key: str,
+        record: dict[str, Any],
+        *,
+        status: str,
+        account_id: str | None,
+        released_on: dt.date | None = None,
     ) -> Outcome:
+        """Store the record as sent; ``released_on`` is the first day off roll for a ``leave``."""
         digest = record_digest(record)
         row = self._row(kind, key)
         if row is not None and row["status"] == status and row["digest"] == digest:
             return Outcome("unchanged", account_id=account_id)
         self.conn.execute(
-            "INSERT INTO school_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO school_records (dfes_number, kind, record_key, record_json, digest, status,"
+            " account_id, leaving_date, updated_at, released_on, changed_on)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (dfes_number, kind, record_key) DO UPDATE SET record_json = excluded.record_json,"
             " digest = excluded.digest, status = excluded.status, account_id = excluded.account_id,"
-            " leaving_date = excluded.leaving_date, updated_at = excluded.updated_at",
+            " leaving_date = excluded.leaving_date, updated_at = excluded.updated_at,"
+            " released_on = excluded.released_on, changed_on = excluded.changed_on",
             (
                 self.dfes_number,
                 kind,
@@ -172,6 +198,8 @@ class _SchoolLedger:
                 account_id,
                 record.get("leaving_date"),
                 self.now,
+                None if released_on is None else released_on.isoformat(),
+                self.today.isoformat(),
             ),
         )
         return Outcome("applied", account_id=account_id)
@@ -184,22 +212,32 @@ class _SchoolLedger:
         if row["status"] == "removed":
             return Outcome("unchanged", account_id=account_id)
         self.conn.execute(
-            "UPDATE school_records SET status = 'removed', updated_at = ?"
+            "UPDATE school_records SET status = 'removed', updated_at = ?, released_on = ?, changed_on = ?"
             " WHERE dfes_number = ? AND kind = ? AND record_key = ?",
-            (self.now, self.dfes_number, kind, key),
+            (self.now, self.today.isoformat(), self.today.isoformat(), self.dfes_number, kind, key),
         )
         if kind == "learner":
             self._refresh_learner_account(account_id)
         elif kind == "staff":
-            self._set_staff_active(account_id, active=False)
+            self._refresh_staff_account(account_id)
         elif kind == "group":
             self.conn.execute(
-                "UPDATE school_records SET status = 'removed', updated_at = ?"
-                " WHERE dfes_number = ? AND kind = 'membership' AND record_key LIKE ? ESCAPE '\\'"
-                " AND status != 'removed'",
-                (self.now, self.dfes_number, _like_prefix(key + "/")),
+                "UPDATE school_records SET status = 'removed', updated_at = ?, released_on = ?,"
+                " changed_on = ? WHERE dfes_number = ? AND kind = 'membership'"
+                " AND record_key LIKE ? ESCAPE '\\' AND status != 'removed'",
+                (
+                    self.now,
+                    self.today.isoformat(),
+                    self.today.isoformat(),
+                    self.dfes_number,
+                    _like_prefix(key + "/"),
+                ),
             )
         return Outcome("applied", account_id=account_id)
+
+    def _released_on(self, kind: str, record: dict[str, Any]) -> dt.date:
+        """When a ``leave`` takes the record off roll: the calendar's day, and never before it arrived."""
+        return max(calendar.released_from(kind, record, received_on=self.today), self.today)
 
     # -- learners --------------------------------------------------------------------------------------------
 
@@ -209,7 +247,12 @@ class _SchoolLedger:
             if row is None or row["status"] == "removed":
                 return _refused("not_found")
             outcome = self._upsert_record(
-                "learner", upn_hash, record, status="left", account_id=row["account_id"]
+                "learner",
+                upn_hash,
+                record,
+                status="left",
+                account_id=row["account_id"],
+                released_on=self._released_on("learner", record),
             )
             self._refresh_learner_account(row["account_id"])
             return outcome
@@ -229,12 +272,12 @@ class _SchoolLedger:
         return outcome
 
     def _refresh_learner_account(self, account_id: str) -> None:
-        """Active exactly when some school holds the learner as an active record."""
+        """Active exactly when some school holds the learner on roll today (see ``store.ON_ROLL_SQL``)."""
         self.conn.execute(
-            "UPDATE learner_accounts SET active = EXISTS (SELECT 1 FROM school_records"
-            " WHERE kind = 'learner' AND account_id = ? AND status = 'active'), updated_at = ?"
+            "UPDATE learner_accounts SET active = EXISTS (SELECT 1 FROM school_records r"
+            f" WHERE r.kind = 'learner' AND r.account_id = ? AND {ON_ROLL_SQL}), updated_at = ?"
             " WHERE account_id = ?",
-            (account_id, self.now, account_id),
+            (account_id, self.today.isoformat(), self.now, account_id),
         )
 
     # -- staff -----------------------------------------------------------------------------------------------
@@ -251,9 +294,14 @@ class _SchoolLedger:
             if account is None or row is None or row["status"] == "removed":
                 return _refused("not_found")
             outcome = self._upsert_record(
-                "staff", staff_code, record, status="left", account_id=account["account_id"]
+                "staff",
+                staff_code,
+                record,
+                status="left",
+                account_id=account["account_id"],
+                released_on=self._released_on("staff", record),
             )
-            self._set_staff_active(account["account_id"], active=False)
+            self._refresh_staff_account(account["account_id"])
             return outcome
         if account is None:
             account_id = new_account_id()
@@ -264,13 +312,15 @@ class _SchoolLedger:
         else:
             account_id = account["account_id"]
         outcome = self._upsert_record("staff", staff_code, record, status="active", account_id=account_id)
-        self._set_staff_active(account_id, active=True)
+        self._refresh_staff_account(account_id)
         return outcome
 
-    def _set_staff_active(self, account_id: str, *, active: bool) -> None:
+    def _refresh_staff_account(self, account_id: str) -> None:
         self.conn.execute(
-            "UPDATE staff_accounts SET active = ?, updated_at = ? WHERE account_id = ?",
-            (int(active), self.now, account_id),
+            "UPDATE staff_accounts SET active = EXISTS (SELECT 1 FROM school_records r"
+            f" WHERE r.kind = 'staff' AND r.account_id = ? AND {ON_ROLL_SQL}), updated_at = ?"
+            " WHERE account_id = ?",
+            (account_id, self.today.isoformat(), self.now, account_id),
         )
 
     # -- memberships -----------------------------------------------------------------------------------------
@@ -280,7 +330,9 @@ class _SchoolLedger:
         if group is None or group["status"] != "active":
             return _refused("unknown_group")
         member = self._row(record["member_kind"], record["member_key"])
-        if member is None or member["status"] != "active":
+        if member is None or not calendar.on_roll(
+            member["status"], calendar.parse_date(member["released_on"]), self.today
+        ):
             return _refused("unknown_member")
         return self._upsert_record("membership", key, record, status="active", account_id=None)
 

@@ -1,6 +1,9 @@
 """The portal page: every school's provisioning status and last run, as plain HTML.
 
 Everything shown is escaped; no personal data is shown (only counts, outcomes and operator messages).
+Records held count learners and staff by their calendar state today (``active``, ``starting``,
+``leaving``, ``left``); "Class changes held" counts group and membership changes recorded from 2 June that
+are not passed on to Teams, Google Classroom or Apple Classroom.
 """
 
 from __future__ import annotations
@@ -24,6 +27,19 @@ def _held_back_text(held_back: dict[str, Any]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(held_back.items())) or "-"
 
 
+def _not_passed_on_text(count: int) -> str:
+    if count == 0:
+        return "-"
+    return f"{count} recorded, not passed on to Teams, Google Classroom or Apple Classroom (from 2 June)"
+
+
+def _clock_text(store: SandboxStore) -> str:
+    setting = store.clock_setting()
+    if setting is None:
+        return f"Sandbox today: {store.today().isoformat()} (the real date)"
+    return f"Sandbox today: {setting.isoformat()} (set with hwb-sandbox clock)"
+
+
 def _row(store: SandboxStore, dfes_number: str, name: str) -> str:
     run = store.last_run(dfes_number)
     held = store.record_counts(dfes_number)
@@ -41,6 +57,7 @@ def _row(store: SandboxStore, dfes_number: str, name: str) -> str:
         run.get("message", "") if run else "",
         store.last_success_at(dfes_number) or "never",
         held_text or "-",
+        _not_passed_on_text(store.class_changes_not_passed_on(dfes_number)),
         str(len(store.active_keys(dfes_number))),
     ]
     outcome_class = f' class="outcome-{escape(run["outcome"])}"' if run else ""
@@ -62,6 +79,7 @@ def render(store: SandboxStore) -> str:
             "Message",
             "Last success",
             "Records held",
+            "Class changes held",
             "Keys",
         )
     )
@@ -73,5 +91,6 @@ def render(store: SandboxStore) -> str:
         "td,th{border:1px solid #999;padding:4px 8px;text-align:left}"
         ".outcome-failed,.outcome-blocked{background:#fdd}.outcome-partial{background:#ffd}</style>"
         "</head><body><h1>Provisioning status</h1>"
+        f'<p id="sandbox-today">{escape(_clock_text(store))}</p>'
         f"<table><thead><tr>{header}</tr></thead><tbody>\n{rows}\n</tbody></table></body></html>\n"
     )

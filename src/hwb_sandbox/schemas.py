@@ -242,6 +242,19 @@ Op = Literal["upsert", "leave", "remove"]
 ReasonCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
+class GuardHold(_Model):
+    """A guard rule a run broke (``holds``) or that a person allowed (``overrides``, with ``user``)."""
+
+    rule: ReasonCode
+    kind: Kind | None = None
+    count: Count = 0
+    limit: Count = 0
+    active: Count = 0
+    flag: Annotated[str, Field(max_length=64)] = ""
+    message: Annotated[str, Field(max_length=500)] = ""
+    user: Annotated[str, Field(max_length=64)] | None = None
+
+
 class RunReport(_Model):
     run_id: Uuid
     outcome: Literal["success", "partial", "failed", "blocked"]
@@ -252,6 +265,19 @@ class RunReport(_Model):
     held_back: Annotated[dict[ReasonCode, Count], Field(max_length=64)] = Field(default_factory=dict)
     batches: Count = 0
     message: Annotated[str, Field(max_length=500)] = ""
+    # Version 2 (0.2.0): planned apart from sent, people apart from classes, holds and overrides.
+    as_of: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    planned: dict[Kind, dict[Op, Count]] = Field(default_factory=dict)
+    held_back_by_kind: dict[Kind, Annotated[dict[ReasonCode, Count], Field(max_length=64)]] = Field(
+        default_factory=dict
+    )
+    refused: dict[Kind, Annotated[dict[ReasonCode, Count], Field(max_length=64)]] = Field(
+        default_factory=dict
+    )
+    resent_batches: Count = 0
+    resent_operations: Count = 0
+    holds: Annotated[list[GuardHold], Field(max_length=16)] = Field(default_factory=list)
+    overrides: Annotated[list[GuardHold], Field(max_length=16)] = Field(default_factory=list)
 
 
 class RunReportAck(_Model):
@@ -276,6 +302,21 @@ class ManifestRecord(_Model):
     digest: str
     status: Literal["active", "left"]
     account_id: str | None
+    # Protocol 2 (request header ``Hwb-Protocol: 2``): the national calendar as of the sandbox's today.
+    state: Literal["active", "starting", "leaving", "left"] | None = Field(
+        default=None, description="protocol 2: learners and staff: the state at the school today"
+    )
+    on_roll_until: IsoDate | None = Field(
+        default=None, description="protocol 2: the last day on roll, when known (leaving or left)"
+    )
+    starts_on: IsoDate | None = Field(
+        default=None, description="protocol 2: a staff start date still in the future"
+    )
+    passed_on_to_classrooms: bool | None = Field(
+        default=None,
+        description="protocol 2: groups and memberships: false for a change recorded from 2 June to"
+        " 31 August, not passed on to Teams, Google Classroom or Apple Classroom",
+    )
 
 
 class Manifest(_Model):

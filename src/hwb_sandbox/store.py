@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hwb_sandbox import calendar
 
 ENROLMENT_CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 DEFAULT_CODE_VALID_DAYS: Final = 7
@@ -102,13 +105,48 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         UNIQUE (dfes_number, run_id)
     );
     """,
+    # 2: the national calendar. ``released_on`` is the first day a record is off roll at its school (a
+    # leave's calendar release, or the day of a removal); ``changed_on`` the sandbox day of the record's
+    # last applied change. Rows released before this migration keep their release day (the day they were
+    # last written), so nothing is reactivated or deactivated by the upgrade. From here on the accounts'
+    # ``active`` columns hold the state as of their last write; every read computes it for today instead
+    # (``ON_ROLL_SQL``), since a release or a purge happens when the clock passes its day.
+    """
+    ALTER TABLE school_records ADD COLUMN released_on TEXT;
+    ALTER TABLE school_records ADD COLUMN changed_on TEXT;
+    UPDATE school_records SET released_on = substr(updated_at, 1, 10), changed_on = substr(updated_at, 1, 10)
+        WHERE status IN ('left', 'removed');
+    CREATE TABLE sandbox_clock (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        today TEXT NOT NULL,
+        set_at TEXT NOT NULL
+    );
+    """,
 )
+
+
+#: A school record (aliased ``r``) that holds its account active on the day given as the one parameter:
+#: not removed, and not yet released (``calendar.on_roll`` is the same rule in Python).
+def on_roll_sql(alias: str) -> str:
+    return f"{alias}.status != 'removed' AND ({alias}.released_on IS NULL OR {alias}.released_on > ?)"
+
+
+ON_ROLL_SQL: Final = on_roll_sql("r")
 
 
 def utc_timestamp(epoch_seconds: float) -> str:
     """RFC 3339 UTC timestamp with second precision, e.g. ``2026-08-30T02:00:00Z``."""
     moment = dt.datetime.fromtimestamp(epoch_seconds, tz=dt.UTC).replace(microsecond=0)
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def real_date(epoch_seconds: float) -> dt.date:
+    """The date in Wales (Europe/London) at ``epoch_seconds``; UTC where no time zone data is installed."""
+    try:
+        zone: dt.tzinfo = ZoneInfo("Europe/London")
+    except ZoneInfoNotFoundError:
+        zone = dt.UTC
+    return dt.datetime.fromtimestamp(epoch_seconds, tz=zone).date()
 
 
 def thumbprint_key_id(dfes_number: str, public_key_raw: bytes) -> str:
@@ -158,6 +196,7 @@ class SandboxStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._settled_on: dt.date | None = None
         self._migrate()
 
     # -- connections and transactions ------------------------------------------------------------------------
@@ -197,6 +236,34 @@ class SandboxStore:
 
     def now(self) -> str:
         return utc_timestamp(self.clock())
+
+    # -- the sandbox clock (the calendar's today; signatures, nonces and timestamps use real time) ---------
+
+    def clock_setting(self) -> dt.date | None:
+        """The date the clock is set to, or None when the sandbox follows the real date."""
+        row = self.connection().execute("SELECT today FROM sandbox_clock WHERE id = 1").fetchone()
+        return None if row is None else dt.date.fromisoformat(row["today"])
+
+    def today(self) -> dt.date:
+        """The sandbox's today: the date set with ``serve --today`` or ``clock --set``, else the real date."""
+        setting = self.clock_setting()
+        return real_date(self.clock()) if setting is None else setting
+
+    def set_today(self, day: dt.date | None) -> None:
+        """Fix the sandbox's today at ``day`` (it stays there until set again); None follows the real date."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sandbox_clock")
+            if day is not None:
+                conn.execute("INSERT INTO sandbox_clock VALUES (1, ?, ?)", (day.isoformat(), self.now()))
+
+    def settle(self, today: dt.date) -> int:
+        """Purge the accounts inactive for 12 months by ``today``; return how many (once per day)."""
+        if self._settled_on == today:
+            return 0
+        with self.transaction() as conn:
+            purged = _purge_learners(conn, today) + _purge_staff(conn, today)
+        self._settled_on = today
+        return purged
 
     def _migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -385,64 +452,172 @@ class SandboxStore:
         )
         return None if row is None else str(row["finished_at"])
 
-    # -- read models for the CLI and portal ------------------------------------------------------------------
+    # -- read models for the CLI and portal (as of the sandbox's today, after any purge due) ---------------
+
+    def _calendar_rows(self, dfes_number: str, kinds: tuple[str, ...]) -> tuple[dt.date, list[CalendarRow]]:
+        today = self.today()
+        self.settle(today)
+        marks = ", ".join("?" * len(kinds))
+        rows = self.connection().execute(
+            "SELECT r.*, r.kind IN ('learner', 'staff') AND EXISTS (SELECT 1 FROM school_records o"
+            f" WHERE o.kind = r.kind AND o.account_id = r.account_id AND {on_roll_sql('o')}) AS account_active"
+            f" FROM school_records r WHERE r.dfes_number = ? AND r.kind IN ({marks})"
+            " ORDER BY r.kind, r.record_key",
+            (today.isoformat(), dfes_number, *kinds),
+        )
+        return today, [CalendarRow.from_row(row, today) for row in rows]
 
     def record_counts(self, dfes_number: str) -> dict[str, dict[str, int]]:
-        """Records held for the school: ``{kind: {status: n}}`` (removed records excluded)."""
-        rows = self.connection().execute(
-            "SELECT kind, status, count(*) AS n FROM school_records"
-            " WHERE dfes_number = ? AND status != 'removed'"
-            " GROUP BY kind, status",
-            (dfes_number,),
-        )
+        """Records held for the school today: ``{kind: {state: n}}`` (removed records excluded).
+
+        Learners and staff count by their calendar state (``active``, ``starting``, ``leaving``, ``left``).
+        """
+        _today, rows = self._calendar_rows(dfes_number, ("learner", "staff", "group", "membership"))
         counts: dict[str, dict[str, int]] = {}
         for row in rows:
-            counts.setdefault(row["kind"], {})[row["status"]] = row["n"]
+            if row.state != "removed":
+                by_state = counts.setdefault(row.kind, {})
+                by_state[row.state] = by_state.get(row.state, 0) + 1
         return counts
+
+    def class_changes_not_passed_on(self, dfes_number: str) -> int:
+        """Group and membership changes (removals included) recorded but not passed on to classrooms."""
+        _today, rows = self._calendar_rows(dfes_number, ("group", "membership"))
+        return sum(row.passed_on_to_classrooms is False for row in rows)
 
     def accounts(self, dfes_number: str) -> list[dict[str, Any]]:
         """Learner and staff accounts linked (or once linked) to the school: keys and status, no names."""
-        rows = self.connection().execute(
-            """
-            SELECT r.kind, r.record_key, r.status, r.account_id, r.leaving_date, r.updated_at,
-                   coalesce(l.active, s.active) AS account_active
-            FROM school_records r
-            LEFT JOIN learner_accounts l ON r.kind = 'learner' AND l.account_id = r.account_id
-            LEFT JOIN staff_accounts s ON r.kind = 'staff' AND s.account_id = r.account_id
-            WHERE r.dfes_number = ? AND r.kind IN ('learner', 'staff')
-            ORDER BY r.kind, r.record_key
-            """,
-            (dfes_number,),
-        )
+        _today, rows = self._calendar_rows(dfes_number, ("learner", "staff"))
         return [
             {
-                "kind": row["kind"],
-                "key": row["record_key"],
-                "status_at_school": row["status"],
-                "account_id": row["account_id"],
-                "account_active": bool(row["account_active"]),
-                "leaving_date": row["leaving_date"],
-                "updated_at": row["updated_at"],
+                "kind": row.kind,
+                "key": row.key,
+                "status_at_school": row.status,
+                "state": row.state,
+                "on_roll_until": row.on_roll_until,
+                "starts_on": row.starts_on,
+                "account_id": row.account_id,
+                "account_active": row.account_active,
+                "leaving_date": row.leaving_date,
+                "updated_at": row.updated_at,
             }
             for row in rows
         ]
 
-    def manifest(self, dfes_number: str) -> list[dict[str, Any]]:
-        rows = self.connection().execute(
-            "SELECT kind, record_key, digest, status, account_id FROM school_records"
-            " WHERE dfes_number = ? AND status IN ('active', 'left') ORDER BY kind, record_key",
-            (dfes_number,),
-        )
-        return [
-            {
-                "kind": row["kind"],
-                "key": row["record_key"],
-                "digest": row["digest"],
-                "status": row["status"],
-                "account_id": row["account_id"],
+    def manifest(self, dfes_number: str, *, protocol: int = 1) -> list[dict[str, Any]]:
+        """What the school holds. Protocol 2 adds the calendar: state, dates and the classroom flag."""
+        _today, rows = self._calendar_rows(dfes_number, ("learner", "staff", "group", "membership"))
+        records = []
+        for row in rows:
+            if row.status not in ("active", "left"):
+                continue
+            entry: dict[str, Any] = {
+                "kind": row.kind,
+                "key": row.key,
+                "digest": row.digest,
+                "status": row.status,
+                "account_id": row.account_id,
             }
-            for row in rows
-        ]
+            if protocol >= 2:
+                entry.update(
+                    state=row.state,
+                    on_roll_until=row.on_roll_until,
+                    starts_on=row.starts_on,
+                    passed_on_to_classrooms=row.passed_on_to_classrooms,
+                )
+            records.append(entry)
+        return records
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarRow:
+    """A school record as the calendar sees it today (no names: keys, states and dates only)."""
+
+    kind: str
+    key: str
+    digest: str | None
+    status: str
+    state: str
+    account_id: str | None
+    account_active: bool
+    leaving_date: str | None
+    on_roll_until: str | None
+    starts_on: str | None
+    passed_on_to_classrooms: bool | None
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row, today: dt.date) -> CalendarRow:
+        kind: str = row["kind"]
+        state, until, starts, passed_on = row["status"], None, None, None
+        if kind in ("learner", "staff"):
+            record = json.loads(row["record_json"] or "{}")
+            found = calendar.record_state(
+                kind, row["status"], record, calendar.parse_date(row["released_on"]), today
+            )
+            state, until, starts = found.state.value, _iso(found.on_roll_until), _iso(found.starts_on)
+        else:
+            passed_on = calendar.class_change_passed_on(calendar.parse_date(row["changed_on"]), today)
+        return cls(
+            kind=kind,
+            key=row["record_key"],
+            digest=row["digest"],
+            status=row["status"],
+            state=state,
+            account_id=row["account_id"],
+            account_active=bool(row["account_active"]),
+            leaving_date=row["leaving_date"],
+            on_roll_until=until,
+            starts_on=starts,
+            passed_on_to_classrooms=passed_on,
+            updated_at=row["updated_at"],
+        )
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _accounts_to_purge(table: str, kind: str) -> str:
+    """Accounts with no record on roll (day: first parameter) released by the cutoff (second)."""
+    return (
+        f"SELECT a.* FROM {table} a"  # table and kind: this module's constants
+        f" WHERE NOT EXISTS (SELECT 1 FROM school_records r WHERE r.kind = '{kind}'"
+        f" AND r.account_id = a.account_id AND {ON_ROLL_SQL})"
+        f" AND (SELECT max(r.released_on) FROM school_records r WHERE r.kind = '{kind}'"
+        " AND r.account_id = a.account_id) <= ?"
+    )
+
+
+def _purge_learners(conn: sqlite3.Connection, today: dt.date) -> int:
+    """Delete learner accounts inactive for 12 months, their records and memberships at every school."""
+    sql = _accounts_to_purge("learner_accounts", "learner")
+    due = conn.execute(sql, (today.isoformat(), calendar.purge_cutoff(today).isoformat())).fetchall()
+    for account in due:
+        suffix = "/learner/" + account["upn_hash"]
+        conn.execute(
+            "DELETE FROM school_records WHERE kind = 'membership' AND substr(record_key, -?) = ?",
+            (len(suffix), suffix),
+        )
+        conn.execute("DELETE FROM school_records WHERE kind = 'learner' AND account_id = ?", (account[0],))
+        conn.execute("DELETE FROM learner_accounts WHERE account_id = ?", (account[0],))
+    return len(due)
+
+
+def _purge_staff(conn: sqlite3.Connection, today: dt.date) -> int:
+    """Delete staff accounts inactive for 12 months, their record and memberships at their school."""
+    sql = _accounts_to_purge("staff_accounts", "staff")
+    due = conn.execute(sql, (today.isoformat(), calendar.purge_cutoff(today).isoformat())).fetchall()
+    for account in due:
+        suffix = "/staff/" + account["staff_code"]
+        conn.execute(
+            "DELETE FROM school_records WHERE dfes_number = ? AND kind = 'membership'"
+            " AND substr(record_key, -?) = ?",
+            (account["dfes_number"], len(suffix), suffix),
+        )
+        conn.execute("DELETE FROM school_records WHERE kind = 'staff' AND account_id = ?", (account[0],))
+        conn.execute("DELETE FROM staff_accounts WHERE account_id = ?", (account[0],))
+    return len(due)
 
 
 def public_key_from_b64(value: str) -> bytes:

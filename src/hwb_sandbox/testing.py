@@ -7,6 +7,7 @@ after a grace period) and waits for it. Its log (stderr) goes to ``PATH`` + ``.l
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -130,6 +131,17 @@ class SandboxProcess:
         store = SandboxStore(self.db_path)
         try:
             return store.issue_code(dfes_number, name)
+        finally:
+            store.close()
+
+    def set_today(self, day: dt.date | None) -> None:
+        """Set the sandbox calendar's today (as ``hwb-sandbox clock --set``); None follows the real date.
+
+        Writes the shared database; the running server reads the clock on every request.
+        """
+        store = SandboxStore(self.db_path)
+        try:
+            store.set_today(day)
         finally:
             store.close()
 

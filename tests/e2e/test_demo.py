@@ -15,5 +15,8 @@ def test_demo_ends_with_year_6_learners_holding_the_same_national_accounts_in_ye
     assert "Year 6 learners hold the same national account in Year 7" in result.stdout
     assert "15 of 15" in result.stdout
     assert "Result: OK" in result.stdout
-    assert "Second run with no MIS change: no batch is sent" in result.stdout
+    assert "Second run the next night with no MIS change: no batch is sent" in result.stdout
     assert "0 change(s) sent in 0 batch(es)" in result.stdout
+    # the leaving dates are entered weeks ahead: nobody leaves before the day after the last day of term
+    assert "learner leaves on 2026-07-21: 15" in result.stdout
+    assert "Mon 20 Jul 2026  term_nightly: Year 6 at the primary: 15 active" in result.stdout

@@ -214,7 +214,7 @@ class RLab:
         dfes = dfes or self.dfes
         snapshot = self.projection(dfes)
         expected = {
-            (kind.value, key): (entry.digest, "left" if entry.leaving else "active")
+            (kind.value, key): (entry.digest, "left" if entry.left else "active")
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
         }

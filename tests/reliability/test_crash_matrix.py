@@ -35,7 +35,7 @@ def test_sigkill_at_a_stage_then_one_clean_run_leaves_the_sandbox_equal_to_the_m
 
     clean = lab.run_now()
     assert clean.returncode == 1, clean.stderr  # 1: finished, one record held back (temporary UPN)
-    assert "held back: upn_temporary=1" in clean.stdout
+    assert "held back: learner upn_temporary=1" in clean.stdout
 
     records = lab.assert_sandbox_matches_mis()
     after = ledger(lab.sandbox, lab.dfes).since(before)

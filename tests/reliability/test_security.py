@@ -38,6 +38,15 @@ REPORT_FIELDS = {
     "held_back",
     "batches",
     "message",
+    # 0.2.0: still counts and codes only (overrides carry the OS user who allowed a hold)
+    "as_of",
+    "planned",
+    "held_back_by_kind",
+    "refused",
+    "resent_batches",
+    "resent_operations",
+    "holds",
+    "overrides",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
@@ -159,6 +160,9 @@ def test_year_6_leaver_keeps_the_same_account_at_the_secondary_school(
 def test_learner_on_roll_at_two_schools_stays_active_until_both_release_it(
     sandbox: SandboxProcess, primary: SchoolClient, secondary: SchoolClient
 ) -> None:
+    # A leave takes effect on the national calendar (the day after the leaving date; Year 6 from 31 August):
+    # the sandbox clock is set past this test's leaving date so that the leave releases at once.
+    sandbox.set_today(dt.date(2027, 9, 1))
     pupil = learner("dual")
     _ok(primary.post_batch(batch(op("upsert", "learner", pupil))))
     _ok(secondary.post_batch(batch(op("upsert", "learner", pupil))))

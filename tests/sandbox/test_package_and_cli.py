@@ -63,7 +63,7 @@ def test_served_openapi_document_matches_the_copy_in_docs(sandbox: SandboxProces
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "issue-code", "schools", "accounts", "rotate-response-key", "openapi"]
+    "command", ["serve", "issue-code", "schools", "accounts", "clock", "rotate-response-key", "openapi"]
 )
 def test_every_cli_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:

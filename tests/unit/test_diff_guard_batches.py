@@ -38,7 +38,7 @@ def snap(learners, staff=()):
 def acknowledge(snapshot, status=ACTIVE):
     return {
         kind: {
-            k: Acknowledged(e.digest, LEFT if e.leaving else status, e.year_group)
+            k: Acknowledged(e.digest, LEFT if e.left else status, e.year_group, e.stable)
             for k, e in snapshot.entries[kind].items()
         }
         for kind in Kind
@@ -104,9 +104,8 @@ def test_removals_come_after_upserts_and_memberships_are_removed_before_groups()
 
 
 def check(snapshot, ack, today=TODAY, share=0.10, minimum=20):
-    return guard.check(
-        snapshot, diff(snapshot, ack), ack, max_removal_share=share, min_removals=minimum, today=today
-    )
+    policy = guard.GuardPolicy(max_removal_share=share, min_removals=minimum)
+    return guard.check(snapshot, diff(snapshot, ack), ack, policy=policy, today=today)
 
 
 def test_guard_blocks_when_most_learners_vanish_without_leaving_dates() -> None:

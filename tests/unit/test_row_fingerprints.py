@@ -39,13 +39,13 @@ def remember(snapshot):
     """What the state does after a run: acknowledged digests, and fingerprints bound to them."""
     acknowledged = {
         kind: {
-            k: Acknowledged(e.digest, LEFT if e.leaving else ACTIVE, e.year_group)
+            k: Acknowledged(e.digest, LEFT if e.left else ACTIVE, e.year_group, e.stable)
             for k, e in snapshot.entries[kind].items()
         }
         for kind in Kind
     }
     known = {
-        e.fingerprint: Known(k, e.digest, e.leaving, e.year_group)
+        e.fingerprint: Known(k, e.digest, e.left, e.year_group, e.stable)
         for kind in Kind
         for k, e in snapshot.entries[kind].items()
         if e.fingerprint

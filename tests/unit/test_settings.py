@@ -34,7 +34,7 @@ def test_the_shipped_example_configuration_is_valid() -> None:
 
 def test_a_minimal_configuration_loads_with_sane_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, GOOD))
-    assert settings.guard.max_removal_share == 0.10 and settings.guard.min_removals == 20
+    assert settings.guard.max_removal_share == 0.10 and settings.guard.min_removals == 3
     assert settings.signing_key_path(settings.schools[0]) == tmp_path / "keys" / "6612001.pem"
 
 

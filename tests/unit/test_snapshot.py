@@ -119,7 +119,7 @@ def test_staff_without_code_or_start_date_or_with_duplicate_code_is_held_back() 
 def test_learner_with_leaving_date_is_a_leaver() -> None:
     snap = snapshot([learner(1, leaving_date="2026-07-22")])
     (entry,) = snap.entries[Kind.LEARNER].values()
-    assert entry.leaving and entry.record["leaving_date"] == "2026-07-22"
+    assert entry.left and entry.record["leaving_date"] == "2026-07-22"
 
 
 def test_memberships_point_at_hashed_members_and_held_back_members_hold_back_their_memberships() -> None:

@@ -11,7 +11,7 @@ import structlog
 
 from hwb_client import logs
 from hwb_client.adapters.replies import OperationResult
-from hwb_client.adapters.state import MIGRATIONS, PendingBatch, StateStore, set_aside
+from hwb_client.adapters.state import MIGRATIONS, PendingBatch, PendingOp, StateStore, set_aside
 from hwb_client.core.model import Kind, Op
 from hwb_client.errors import StateError
 
@@ -19,7 +19,10 @@ BODY = "Siân Prydderch 2015-03-04".encode()
 
 
 def batch(batch_id: str = "b1") -> PendingBatch:
-    ops = ((Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:aa", "6"), (Op.REMOVE, Kind.STAFF, "T9", None, None))
+    ops = (
+        PendingOp(Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:aa", "6"),
+        PendingOp(Op.REMOVE, Kind.STAFF, "T9", None),
+    )
     return PendingBatch(batch_id, "run1", 1, BODY, None, ops)
 
 
@@ -42,7 +45,9 @@ def test_acknowledging_advances_state_for_applied_operations_and_clears_the_batc
     )
     assert tally == {"applied": 1, "refused": 1, "refused:not_found": 1}
     assert store.count_pending() == 0
-    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == store.stored_digest("sha-256:aa")  # keyed, not plain
+    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == store.stored_digest(
+        "sha-256:aa"
+    )  # keyed, not plain
     assert store.account_ids(Kind.LEARNER) == {"k:1": "acc-1"}
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -35,6 +36,8 @@ from hwb_client.core.model import Kind, Op
 from hwb_client.core.snapshot import Known, Snapshot
 from hwb_client.errors import StateError
 from hwb_client.platform.files import write_secret_file
+
+log = structlog.get_logger("hwb_client.state")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -60,7 +63,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE acknowledged ADD COLUMN fingerprint BLOB;
     """,
-    # keyed record digests: HMAC-SHA256 under the per-school secret instead of plain SHA-256, which a name
+    # 3 (0.2.0): records in time. A keyed digest of each record without its rollover fields (the
+    # mass-update rule), carried by pending operations too. Fingerprints are forgotten once: 0.1.0 bound
+    # them to records with leaving dates (whose state changes with the day) and knew no stable digest;
+    # the next run takes the full path once and binds them again. Nothing is re-sent: digests stay.
+    """
+    ALTER TABLE acknowledged ADD COLUMN stable TEXT;
+    ALTER TABLE outbox_ops ADD COLUMN stable TEXT;
+    UPDATE acknowledged SET fingerprint = NULL;
+    """,
+    # 4 (0.2.0): keyed record digests: HMAC-SHA256 under the per-school secret instead of plain SHA-256, which a name
     # list could be checked against (``hwb_keyed_digest`` is registered on the connection by ``open``)
     """
     UPDATE acknowledged SET digest = hwb_keyed_digest(digest);
@@ -80,7 +92,19 @@ class PendingBatch:
     sequence: int
     body: bytes
     content_encoding: str | None
-    ops: tuple[tuple[Op, Kind, str, str | None, str | None], ...]  # op, kind, key, digest, year_group
+    ops: tuple[PendingOp, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOp:
+    """What the state needs of one sent operation to advance when it is acknowledged."""
+
+    op: Op
+    kind: Kind
+    key: str
+    digest: str | None
+    year_group: str | None = None
+    stable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,12 +126,16 @@ class StateStore:
         self.path = path
         self._cipher = cipher
         self.fingerprint_key: bytes | None = None
+        self._digest_key: bytes | None = None
         #: keys the record digests kept here (``core.anti_entropy.keyed_digest``); None without a secret
         self.record_digest_key: bytes | None = None
 
     def stored_digest(self, digest: str) -> str:
         """A record digest as this state stores and compares it (keyed; unchanged without a key)."""
         return digest if self.record_digest_key is None else keyed_digest(self.record_digest_key, digest)
+
+    def _stored(self, digest: str | None) -> str | None:
+        return None if digest is None else self.stored_digest(digest)
 
     # -- opening, migrations, integrity ------------------------------------------------------------
 
@@ -146,11 +174,19 @@ class StateStore:
         if secret is not None:
             store._cipher = AESGCM(secret)
             store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()
+            store._digest_key = hmac.new(secret, b"hwb-stable-digest-v1", hashlib.sha256).digest()
             store.record_digest_key = hmac.new(secret, b"hwb-state-digest-v1", hashlib.sha256).digest()
         connection.create_function("hwb_keyed_digest", 1, store.stored_digest, deterministic=True)
         if not read_only:
             store._migrate()
         return store
+
+    def keyed(self, data: bytes) -> str:
+        """A digest keyed with this school's local secret: the state database alone gives nothing to
+        guess names or dates of birth against."""
+        if self._digest_key is None:
+            return hashlib.sha256(data).hexdigest()
+        return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
 
     def _migrate(self) -> None:
         self.db.execute(
@@ -221,36 +257,37 @@ class StateStore:
     def index(self) -> tuple[dict[Kind, dict[str, Acknowledged]], dict[bytes, Known]]:
         """The acknowledged records per kind, and fingerprint -> the record it produced (see
         ``core.snapshot``), in one pass over the table."""
-        if self.schema_version < 2:
+        if self.schema_version < 3:
             return self.acknowledged(), {}
         index: dict[Kind, dict[str, Acknowledged]] = {}
         known: dict[bytes, Known] = {}
         for kind in Kind:
             records: dict[str, Acknowledged] = {}
-            for key, digest, status, year_group, fingerprint in self.db.execute(
-                "SELECT key, digest, status, year_group, fingerprint FROM acknowledged WHERE kind = ?",
+            for key, digest, status, year_group, fingerprint, stable in self.db.execute(
+                "SELECT key, digest, status, year_group, fingerprint, stable FROM acknowledged WHERE kind = ?",
                 (kind.value,),
             ):
-                records[key] = Acknowledged(digest, status, year_group)
+                records[key] = Acknowledged(digest, status, year_group, stable)
                 if fingerprint is not None:
-                    known[fingerprint] = Known(key, digest, status == LEFT, year_group)
+                    known[fingerprint] = Known(key, digest, status == LEFT, year_group, stable)
             index[kind] = records
         return index, known
 
     def remember_fingerprints(self, snapshot: Snapshot) -> int:
-        """Bind each fully checked row's fingerprint to its acknowledged record, when the record is
-        exactly what was acknowledged (same digest); returns how many were bound."""
+        """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when
+        the record is exactly what was acknowledged (same digest); returns how many were bound."""
         rows = [
-            (entry.fingerprint, kind.value, key, entry.digest)
+            (entry.fingerprint, entry.stable, kind.value, key, entry.digest)
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
-            if entry.fingerprint is not None
+            if entry.record is not None
         ]
         if not rows:
             return 0
         with self.transaction():
             cursor = self.db.executemany(
-                "UPDATE acknowledged SET fingerprint = ? WHERE kind = ? AND key = ? AND digest = ?", rows
+                "UPDATE acknowledged SET fingerprint = ?, stable = ? WHERE kind = ? AND key = ? AND digest = ?",
+                rows,
             )
             return cursor.rowcount
 
@@ -277,6 +314,18 @@ class StateStore:
             )
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_at', ?)", (now,))
             return cursor.rowcount
+
+    def held_before(self) -> dict[Kind, int] | None:
+        """Per kind, the previously sent records held back at the last completed run (the guard's
+        ``mass_hold_back`` rule), or None when never recorded (a new state, or one made by 0.1.0)."""
+        if self.schema_version < 3:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'held_back_sent'").fetchone()
+        return {Kind(k): int(n) for k, n in json.loads(row[0]).items()} if row else None
+
+    def remember_held_before(self, counts: Mapping[Kind, int]) -> None:
+        value = json.dumps({kind.value: n for kind, n in counts.items()}, sort_keys=True)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('held_back_sent', ?)", (value,))
 
     # -- outbox ------------------------------------------------------------------------------------
 
@@ -315,18 +364,20 @@ class StateStore:
                     ),
                 )
                 self.db.executemany(
-                    "INSERT INTO outbox_ops VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox_ops (batch_id, idx, op, kind, key, digest, year_group, stable) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         (
                             batch.batch_id,
                             i,
-                            op.value,
-                            kind.value,
-                            key,
-                            None if digest is None else self.stored_digest(digest),
-                            year_group,
+                            o.op.value,
+                            o.kind.value,
+                            o.key,
+                            self._stored(o.digest),
+                            o.year_group,
+                            o.stable,
                         )
-                        for i, (op, kind, key, digest, year_group) in enumerate(batch.ops)
+                        for i, o in enumerate(batch.ops)
                     ),
                 )
 
@@ -336,9 +387,10 @@ class StateStore:
             "SELECT batch_id, run_id, sequence, content_encoding, body FROM outbox ORDER BY created_at, sequence"
         ).fetchall():
             ops = tuple(
-                (Op(op), Kind(kind), key, digest, year_group)
-                for op, kind, key, digest, year_group in self.db.execute(
-                    "SELECT op, kind, key, digest, year_group FROM outbox_ops WHERE batch_id = ? ORDER BY idx",
+                PendingOp(Op(op), Kind(kind), key, digest, year_group, stable)
+                for op, kind, key, digest, year_group, stable in self.db.execute(
+                    "SELECT op, kind, key, digest, year_group, stable FROM outbox_ops WHERE batch_id = ? "
+                    "ORDER BY idx",
                     (batch_id,),
                 )
             )
@@ -366,8 +418,9 @@ class StateStore:
         now = _now()
         tally: dict[str, int] = {}
         removed: list[tuple[str, str]] = []
-        kept: list[tuple[str, str, str | None, str, str | None, Any, str]] = []
-        for (op, kind, key, digest, year_group), result in zip(batch.ops, results, strict=True):
+        kept: list[tuple[str, str, str | None, str, str | None, str | None, Any, str]] = []
+        for pending, result in zip(batch.ops, results, strict=True):
+            op, kind, key = pending.op, pending.kind, pending.key
             status = result.status
             tally[status] = tally.get(status, 0) + 1
             if status == "refused":
@@ -378,15 +431,26 @@ class StateStore:
                 removed.append((kind.value, key))
                 continue
             status_after = LEFT if op is Op.LEAVE else ACTIVE
-            stored = None if digest is None else self.stored_digest(digest)
-            kept.append((kind.value, key, stored, status_after, year_group, result.account_id, now))
+            kept.append(
+                (
+                    kind.value,
+                    key,
+                    self._stored(pending.digest),
+                    status_after,
+                    pending.year_group,
+                    pending.stable,
+                    result.account_id,
+                    now,
+                )
+            )
         with self.transaction():
             # Statements per batch, not per operation (a first run acknowledges thousands at a time).
             self.db.executemany("DELETE FROM acknowledged WHERE kind = ? AND key = ?", removed)
             self.db.executemany(
-                "INSERT INTO acknowledged (kind, key, digest, status, year_group, account_id, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET digest = excluded.digest, "
-                "status = excluded.status, year_group = excluded.year_group, "
+                "INSERT INTO acknowledged (kind, key, digest, status, year_group, stable, account_id, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
+                "digest = excluded.digest, status = excluded.status, year_group = excluded.year_group, "
+                "stable = coalesce(excluded.stable, acknowledged.stable), "
                 "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
                 "updated_at = excluded.updated_at",
                 kept,
@@ -463,3 +527,21 @@ def set_aside(state_dir: Path, dfes_number: str) -> Path | None:
         if side.exists():
             side.replace(target.with_name(target.name + suffix))
     return target
+
+
+@contextlib.contextmanager
+def open_state(state_dir: Path, dfes_number: str, *, read_only: bool) -> Iterator[StateStore]:
+    """The school's state, closed on exit. A damaged database is set aside (kept for inspection) and a
+    new one started, which the run rebuilds from the national manifest; read-only, it is an error."""
+    try:
+        store = StateStore.open(state_dir, dfes_number, read_only=read_only)
+    except StateError:
+        if read_only:
+            raise
+        moved = set_aside(state_dir, dfes_number)
+        log.error("state_damaged_set_aside", dfes=dfes_number, moved_to=str(moved))
+        store = StateStore.open(state_dir, dfes_number)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -36,15 +36,52 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from hwb_client.errors import ConfigError
 
-if TYPE_CHECKING:
-    from hwb_client.settings import ScheduleSettings
+
+class TermLike(Protocol):
+    @property
+    def start(self) -> dt.date: ...
+    @property
+    def end(self) -> dt.date: ...
+
+
+class ScheduleSettings(Protocol):
+    """What the calendar reads of the schedule (``settings.ScheduleSettings`` is one): core takes the
+    values, not the settings."""
+
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def run_time(self) -> dt.time: ...
+    @property
+    def rule_times(self) -> Mapping[Any, dt.time]: ...  # keyed by rule name (a Literal in settings)
+    @property
+    def summer_weekday(self) -> str: ...
+    @property
+    def first_week_days(self) -> int: ...
+    @property
+    def in_term_weekdays(self) -> Sequence[str]: ...
+    @property
+    def holiday_weekday(self) -> str: ...
+    @property
+    def end_of_year_date(self) -> str: ...
+    @property
+    def jitter_seconds(self) -> int: ...
+    @property
+    def max_age_hours(self) -> float: ...
+    @property
+    def overdue_grace_hours(self) -> float: ...
+    @property
+    def terms(self) -> Sequence[TermLike]: ...
+    @property
+    def test_interval_seconds(self) -> int | None: ...
+
 
 AUGUST_30 = "august_30"
 DAY_BEFORE_TERM = "day_before_term"

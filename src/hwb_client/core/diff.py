@@ -1,9 +1,12 @@
 """The diff: what changed since the last acknowledged run, as operations in the order they are sent.
 
 Pure. ``acknowledged`` is what the national side confirmed (digest and status per record); the result
-holds an upsert for a new or changed record, a leave for a record with a leaving date (new, or whose
-digest changed), a remove for a record that vanished from the MIS, and nothing for an unchanged one.
-Held-back records are never removed: they still exist in the MIS, they are just not sendable now.
+holds an upsert for a new or changed record on roll, a leave for a record whose leaving date has passed
+(the day after its last day on roll) and that the national side still holds as active or with another
+digest, a remove for a record that vanished from the MIS, and nothing for an unchanged one. A record's
+state is the snapshot's, taken on the day of the run: the same MIS row is on roll on its leaving date and
+left the day after, so a leave is sent then although the row did not change. Held-back records are never
+removed: they still exist in the MIS, they are just not sendable now.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class Acknowledged:
     digest: str
     status: str  # ACTIVE or LEFT
     year_group: str | None = None
+    #: keyed digest of the record without its rollover fields (``model.stable_form``); None before 0.2.0
+    stable: str | None = None
 
 
 AckIndex = Mapping[Kind, Mapping[str, Acknowledged]]
@@ -46,9 +51,10 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
         known = acknowledged.get(kind, {})
         for key, entry in snapshot.entries[kind].items():
             previous = known.get(key)
-            if previous is not None and previous.digest == keyed(entry.digest):
+            wanted = LEFT if entry.left else ACTIVE
+            if previous is not None and previous.digest == keyed(entry.digest) and previous.status == wanted:
                 continue
-            if entry.leaving and previous is None:
+            if entry.left and previous is None:
                 # A leaver the national side never held (left before this client first ran, or joined and
                 # left between two runs) has no account to release: nothing to send, for them or their classes.
                 never_sent_leavers.add((kind.value, key))
@@ -59,7 +65,7 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
             member = (str(record.get("member_kind")), str(record.get("member_key")))
             if kind is Kind.MEMBERSHIP and member in never_sent_leavers:
                 continue
-            op = Op.LEAVE if entry.leaving else Op.UPSERT
+            op = Op.LEAVE if entry.left else Op.UPSERT
             changes.append(Operation(op, kind, key, record, entry.digest))
     removals: list[Operation] = []
     for kind in reversed(SEND_ORDER):

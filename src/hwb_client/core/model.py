@@ -116,6 +116,31 @@ def record_digest(record: Mapping[str, WireValue]) -> str:
     return "sha-256:" + hashlib.sha256(canonical_json(record)).hexdigest()
 
 
+#: Fields the summer rollover changes in every record (a year group up by one, a new registration group
+#: or class name): a change to these alone, between June and September, is expected, not a mass rewrite.
+ROLLOVER_FIELDS: Final[Mapping[Kind, frozenset[str]]] = {
+    Kind.LEARNER: frozenset({"year_group", "registration_group"}),
+    Kind.STAFF: frozenset(),
+    Kind.GROUP: frozenset({"name", "year_group"}),
+    Kind.MEMBERSHIP: frozenset(),
+}
+
+
+def stable_form(kind: Kind, record: Mapping[str, WireValue]) -> bytes:
+    """The canonical JSON of a record without its rollover fields (kept only as a keyed digest)."""
+    rollover = ROLLOVER_FIELDS[kind]
+    return canonical_json({name: value for name, value in record.items() if name not in rollover})
+
+
+#: The year group a learner moves up to at the summer rollover.
+NEXT_YEAR_GROUP: Final[Mapping[str, str]] = {
+    "N1": "N2",
+    "N2": "R",
+    "R": "1",
+    **{str(n): str(n + 1) for n in range(1, 14)},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One operation of a batch, as sent."""

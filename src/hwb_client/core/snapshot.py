@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hwb_client.core import validate as v
-from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, wire_record
+from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, stable_form, wire_record
 from hwb_client.core.upn import normalise as normalise_upn
 from hwb_client.core.validate import HeldBack, Invalid, Reason
 
@@ -33,15 +33,21 @@ class Entry:
     """One record of the snapshot, ready to diff and send.
 
     ``record`` is ``None`` for a row recognised by its fingerprint: it is exactly what was acknowledged,
-    so it is never sent. ``fingerprint`` is set for rows that took the full path, to be remembered."""
+    so it is never sent. ``fingerprint`` is set for rows that took the full path, to be remembered.
+    ``left`` is the record's state *on the day of the run*: its leaving date (the last day on roll) is
+    before that day. A record whose leaving date is still to come is on roll."""
 
     kind: Kind
     key: str
     record: WireRecord | None
     digest: str
-    leaving: bool
+    left: bool
     year_group: str | None = None
     fingerprint: bytes | None = None
+    leaving_date: dt.date | None = None
+    start_date: dt.date | None = None
+    #: keyed digest of the record without the fields the summer rollover changes (mass-update rule)
+    stable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,7 @@ class Known:
     digest: str
     leaving: bool
     year_group: str | None = None
+    stable: str | None = None
 
 
 class RowFingerprints:
@@ -104,110 +111,163 @@ def _iso(value: dt.date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _label(kind: Kind, index: int, row: Row) -> str:
+def _label(kind: Kind, index: int, row: Row, reason: Reason) -> str:
+    """The school's own label for a held-back row: row number, code, names (never logged or stored)."""
     names = " ".join(str(row.get(f) or "").strip() for f in ("legal_forename", "legal_surname")).strip()
     code = row.get("staff_code") or row.get("group_id") or ""
-    parts = [f"{kind.value} row {index}"]
-    if code and kind is not Kind.LEARNER:
-        parts.append(str(code))
+    mis_id = row.get("mis_id")
+    details = [str(code)] if code and kind is not Kind.LEARNER else []
     if names:
-        parts.append(names)
-    return ": ".join(parts[:1]) + (" " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+        details.append(names)
+    if mis_id not in (None, ""):
+        details.append(f"MIS id {mis_id}")
+    if reason is Reason.REGISTRATION_GROUP_INVALID:
+        details.append(f"registration group {str(row.get('registration_group'))[:60]!r}")
+    return f"{kind.value} row {index}" + (" " + ", ".join(details) if details else "")
 
 
+#: How a kind is built from a row: the validated record plus its dates and year group, or ``Invalid``.
+Built = tuple[WireRecord, dt.date | None, dt.date | None, str | None]  # record, leaving, start, year
+
+
+@dataclass
 class _Builder:
-    def __init__(self) -> None:
-        self.snapshot = Snapshot()
-        self._first_rows: dict[tuple[Kind, str], tuple[int, Row]] = {}
-        self._duplicated: set[tuple[Kind, str]] = set()
+    """Collects one school's entries and held-back records as the rows stream past."""
+
+    today: dt.date
+    keyed: Callable[[bytes], str]
+    fingerprint: Callable[[Kind, Row], bytes | None]
+    known: Mapping[bytes, Known]
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    _first_rows: dict[tuple[Kind, str], tuple[int, Row]] = field(default_factory=dict)
+    _duplicated: set[tuple[Kind, str]] = field(default_factory=set)
 
     def hold(self, kind: Kind, index: int, row: Row, reason: Reason, key: str | None = None) -> None:
         self.snapshot.held_back.append(HeldBack(kind, f"{kind.value}:{index}", reason))
-        self.snapshot.labels[len(self.snapshot.held_back) - 1] = _label(kind, index, row)
+        self.snapshot.labels[len(self.snapshot.held_back) - 1] = _label(kind, index, row, reason)
         if key is not None:
             self.snapshot.held_keys.add((kind, key))
 
+    def _claim(self, kind: Kind, index: int, row: Row, key: str, duplicate: Reason) -> bool:
+        """Two MIS rows claiming the same identity are both held back; True if ``key`` is free."""
+        entries = self.snapshot.entries[kind]
+        if (kind, key) not in self._duplicated and key not in entries:
+            self._first_rows[(kind, key)] = (index, row)
+            return True
+        if key in entries:
+            del entries[key]
+            first_index, first_row = self._first_rows.pop((kind, key))
+            self.hold(kind, first_index, first_row, duplicate, key)
+            self._duplicated.add((kind, key))
+        self.hold(kind, index, row, duplicate, key)
+        return False
+
+    def add_known(self, kind: Kind, index: int, row: Row, known: Known, duplicate: Reason) -> None:
+        if self._claim(kind, index, row, known.key, duplicate):
+            self.snapshot.entries[kind][known.key] = Entry(
+                kind, known.key, None, known.digest, known.leaving, known.year_group, stable=known.stable
+            )
+
     def add(
+        self, kind: Kind, index: int, row: Row, built: Built, duplicate: Reason, fp: bytes | None
+    ) -> None:
+        record, leaving, start, year_group = built
+        key = record_key(kind, record)
+        if not self._claim(kind, index, row, key, duplicate):
+            return
+        # A record with a leaving date changes state when the date passes, with no change to its row, and
+        # one starting later is shown as starting: neither is short-cut by a fingerprint, so every run
+        # looks at its dates again.
+        remembered = fp if leaving is None and (start is None or start <= self.today) else None
+        left = leaving is not None and leaving < self.today
+        self.snapshot.entries[kind][key] = Entry(
+            kind,
+            key,
+            record,
+            record_digest(record),
+            left,
+            year_group,
+            remembered,
+            leaving,
+            start,
+            self.keyed(stable_form(kind, record)),
+        )
+
+    def read(
         self,
         kind: Kind,
-        index: int,
-        row: Row,
-        record: WireRecord | None,
-        *,
+        rows: Iterable[Row],
+        build: Callable[[Row], Built],
         duplicate: Reason,
-        leaving: bool = False,
-        year_group: str | None = None,
-        fingerprint: bytes | None = None,
-        known: Known | None = None,
+        held_key: Callable[[Row], str | None],
+        on_known: Callable[[Row, Known], None] | None = None,
     ) -> None:
-        """Add a record (built, or ``known`` by its fingerprint); two MIS rows claiming the same
-        identity are both held back."""
-        key = known.key if known is not None else record_key(kind, record or {})
-        entries = self.snapshot.entries[kind]
-        if (kind, key) in self._duplicated or key in entries:
-            if key in entries:
-                del entries[key]
-                first_index, first_row = self._first_rows.pop((kind, key))
-                self.hold(kind, first_index, first_row, duplicate, key)
-                self._duplicated.add((kind, key))
-            self.hold(kind, index, row, duplicate, key)
-            return
-        if known is not None:
-            entries[key] = Entry(kind, key, None, known.digest, known.leaving, known.year_group)
-        else:
-            assert record is not None
-            entries[key] = Entry(kind, key, record, record_digest(record), leaving, year_group, fingerprint)
-        self._first_rows[(kind, key)] = (index, row)
+        """Every row of a kind: known by its fingerprint, or validated and built, or held back."""
+        for index, row in enumerate(rows, start=1):
+            self.snapshot.rows_read[kind] += 1
+            fp = self.fingerprint(kind, row)
+            hit = self.known.get(fp) if fp is not None else None
+            if hit is not None:
+                if on_known is not None:
+                    on_known(row, hit)
+                self.add_known(kind, index, row, hit, duplicate)
+                continue
+            try:
+                built = build(row)
+            except Invalid as exc:
+                self.hold(kind, index, row, exc.reason, held_key(row))
+                continue
+            self.add(kind, index, row, built, duplicate, fp)
 
 
-def build_snapshot(
-    rows: SourceRows,
-    hasher: Callable[[str], str],
-    today: dt.date,
-    fingerprints: RowFingerprints | None = None,
-) -> Snapshot:
-    """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason."""
-    b = _Builder()
-    snap = b.snapshot
-    fingerprint = fingerprints or (lambda _kind, _row: None)
-    known = fingerprints.known if fingerprints is not None else {}
-    learner_hash: dict[str, str] = {}  # normalised UPN -> upn_hash, for memberships (memory only)
-    parsed_upns: dict[object, str] = {}  # MIS value -> normalised permanent UPN (memory only)
+def _stripped(value: object) -> str | None:
+    return str(value or "").strip() or None
 
-    def parse_upn(value: object) -> str:
-        """``validate.parse_upn``, remembered: each learner's UPN comes back in every membership."""
+
+class _Upns:
+    """Parsed UPNs and their hashes, remembered: each learner's UPN comes back in every membership.
+    Raw UPNs live here, in memory, for one build; what leaves carries the hash."""
+
+    def __init__(self, hasher: Callable[[str], str]) -> None:
+        self._hasher = hasher
+        self._parsed: dict[object, str] = {}
+        self.hashes: dict[str, str] = {}  # normalised UPN -> upn_hash
+
+    def parse(self, value: object) -> str:
+        """``validate.parse_upn``, remembered (a UPN that cannot be used raises and is not remembered)."""
         try:
-            return parsed_upns[value]
+            return self._parsed[value]
         except (KeyError, TypeError):
-            upn = v.parse_upn(value)  # raises Invalid for a UPN that cannot be used (not remembered)
+            upn = v.parse_upn(value)
         with contextlib.suppress(TypeError):
-            parsed_upns[value] = upn
+            self._parsed[value] = upn
         return upn
 
-    for index, row in enumerate(rows.learners, start=1):
-        snap.rows_read[Kind.LEARNER] += 1
-        fp = fingerprint(Kind.LEARNER, row)
-        hit = known.get(fp) if fp is not None else None
-        if hit is not None:
-            learner_hash[normalise_upn(str(row.get("upn")))] = hit.key
-            b.add(Kind.LEARNER, index, row, None, known=hit, duplicate=Reason.UPN_DUPLICATE)
-            continue
+    def hash(self, upn: str) -> str:
+        upn_hash = self.hashes.get(upn)
+        if upn_hash is None:
+            upn_hash = self.hashes[upn] = self._hasher(upn)
+        return upn_hash
+
+    def known(self, row: Row, hit: Known) -> None:
+        """A learner row known by its fingerprint: note its UPN's hash without parsing or hashing."""
+        self.hashes[normalise_upn(str(row.get("upn")))] = hit.key
+
+    def held_key(self, row: Row) -> str | None:
+        """The hashed UPN of a learner held back for a reason other than their UPN, else ``None``."""
         try:
-            upn = parse_upn(row.get("upn"))
-        except Invalid as exc:
-            b.hold(Kind.LEARNER, index, row, exc.reason)
-            continue
-        upn_hash = learner_hash.get(upn) or hasher(upn)
-        learner_hash[upn] = upn_hash
-        try:
-            valid = v.learner(row, today, upn_parser=parse_upn)
-        except Invalid as exc:
-            b.hold(Kind.LEARNER, index, row, exc.reason, upn_hash)
-            continue
+            return self.hash(self.parse(row.get("upn")))
+        except Invalid:
+            return None
+
+
+def _learner(upns: _Upns, today: dt.date) -> Callable[[Row], Built]:
+    def build(row: Row) -> Built:
+        valid = v.learner(row, today, upn_parser=upns.parse)
         record = wire_record(
             Kind.LEARNER,
             {
-                "upn_hash": upn_hash,
+                "upn_hash": upns.hash(valid.upn),
                 "legal_forename": valid.legal_forename,
                 "legal_surname": valid.legal_surname,
                 "date_of_birth": valid.date_of_birth.isoformat(),
@@ -216,129 +276,123 @@ def build_snapshot(
                 "leaving_date": _iso(valid.leaving_date),
             },
         )
-        b.add(
-            Kind.LEARNER,
-            index,
-            row,
-            record,
-            leaving=valid.leaving_date is not None,
-            year_group=valid.year_group,
-            duplicate=Reason.UPN_DUPLICATE,
-            fingerprint=fp,
-        )
+        return record, valid.leaving_date, valid.start_date, valid.year_group
 
-    for index, row in enumerate(rows.staff, start=1):
-        snap.rows_read[Kind.STAFF] += 1
-        fp = fingerprint(Kind.STAFF, row)
-        hit = known.get(fp) if fp is not None else None
-        if hit is not None:
-            b.add(Kind.STAFF, index, row, None, known=hit, duplicate=Reason.STAFF_CODE_DUPLICATE)
-            continue
-        try:
-            valid_staff = v.staff(row)
-        except Invalid as exc:
-            code = str(row.get("staff_code") or "").strip() or None
-            b.hold(Kind.STAFF, index, row, exc.reason, code)
-            continue
-        record = wire_record(
-            Kind.STAFF,
-            {
-                "staff_code": valid_staff.staff_code,
-                "legal_forename": valid_staff.legal_forename,
-                "legal_surname": valid_staff.legal_surname,
-                "start_date": valid_staff.start_date.isoformat(),
-                "leaving_date": _iso(valid_staff.leaving_date),
-            },
-        )
-        b.add(
-            Kind.STAFF,
-            index,
-            row,
-            record,
-            leaving=valid_staff.leaving_date is not None,
-            duplicate=Reason.STAFF_CODE_DUPLICATE,
-            fingerprint=fp,
-        )
+    return build
 
-    for index, row in enumerate(rows.groups, start=1):
-        snap.rows_read[Kind.GROUP] += 1
-        fp = fingerprint(Kind.GROUP, row)
-        hit = known.get(fp) if fp is not None else None
-        if hit is not None:
-            b.add(Kind.GROUP, index, row, None, known=hit, duplicate=Reason.GROUP_ID_DUPLICATE)
-            continue
-        try:
-            valid_group = v.group(row)
-        except Invalid as exc:
-            gid = str(row.get("group_id") or "").strip() or None
-            b.hold(Kind.GROUP, index, row, exc.reason, gid)
-            continue
-        record = wire_record(
-            Kind.GROUP,
-            {
-                "group_id": valid_group.group_id,
-                "name": valid_group.name,
-                "group_type": valid_group.group_type,
-                "year_group": valid_group.year_group,
-            },
-        )
-        b.add(Kind.GROUP, index, row, record, duplicate=Reason.GROUP_ID_DUPLICATE, fingerprint=fp)
 
+def _staff(row: Row) -> Built:
+    valid = v.staff(row)
+    record = wire_record(
+        Kind.STAFF,
+        {
+            "staff_code": valid.staff_code,
+            "legal_forename": valid.legal_forename,
+            "legal_surname": valid.legal_surname,
+            "start_date": valid.start_date.isoformat(),
+            "leaving_date": _iso(valid.leaving_date),
+        },
+    )
+    return record, valid.leaving_date, valid.start_date, None
+
+
+def _group(row: Row) -> Built:
+    valid = v.group(row)
+    record = wire_record(
+        Kind.GROUP,
+        {
+            "group_id": valid.group_id,
+            "name": valid.name,
+            "group_type": valid.group_type,
+            "year_group": valid.year_group,
+        },
+    )
+    return record, None, None, valid.year_group
+
+
+def build_snapshot(
+    rows: SourceRows,
+    hasher: Callable[[str], str],
+    today: dt.date,
+    fingerprints: RowFingerprints | None = None,
+    keyed: Callable[[bytes], str] | None = None,
+) -> Snapshot:
+    """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason.
+
+    ``keyed`` keys the stable digests with the school's local secret (the state database keeps them);
+    without it they are plain SHA-256."""
+    b = _Builder(
+        today,
+        keyed or _plain,
+        fingerprints or (lambda _kind, _row: None),
+        fingerprints.known if fingerprints is not None else {},
+    )
+    upns = _Upns(hasher)
+    b.read(
+        Kind.LEARNER, rows.learners, _learner(upns, today), Reason.UPN_DUPLICATE, upns.held_key, upns.known
+    )
+    b.read(
+        Kind.STAFF, rows.staff, _staff, Reason.STAFF_CODE_DUPLICATE, lambda r: _stripped(r.get("staff_code"))
+    )
+    b.read(Kind.GROUP, rows.groups, _group, Reason.GROUP_ID_DUPLICATE, lambda r: _stripped(r.get("group_id")))
+    _read_memberships(b, rows.memberships, upns)
+    return b.snapshot
+
+
+def _plain(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns) -> None:
+    """Memberships are most of a school's rows: the per-kind tables are looked up once, not per row."""
+    snap = b.snapshot
     held_staff = {key for kind, key in snap.held_keys if kind is Kind.STAFF}
     held_groups = {key for kind, key in snap.held_keys if kind is Kind.GROUP}
-    # Memberships are most of a school's rows: the per-kind tables are looked up once, not per row.
-    staff_entries, group_entries = snap.entries[Kind.STAFF], snap.entries[Kind.GROUP]
-    membership_entries = snap.entries[Kind.MEMBERSHIP]
-    member_entries = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: staff_entries}
-    learner, membership = Kind.LEARNER, Kind.MEMBERSHIP
+    members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
+    groups, entries = snap.entries[Kind.GROUP], snap.entries[Kind.MEMBERSHIP]
     read = 0
-    for index, row in enumerate(rows.memberships, start=1):
+    for index, row in enumerate(rows, start=1):
         read = index
-        fp = fingerprint(membership, row)
-        hit = known.get(fp) if fp is not None else None
-        if hit is not None:
-            group_id, member_kind_name, member_ref = hit.key.split("/", 2)
-            present = member_entries[learner if member_kind_name == "learner" else Kind.STAFF]
-            if member_ref in present and group_id in group_entries:
-                if hit.key not in membership_entries:
-                    membership_entries[hit.key] = Entry(membership, hit.key, None, hit.digest, False)
-                continue
-            # the member or the group is no longer sendable: the full path says why
-        try:
-            valid_member = v.membership(row, upn_parser=parse_upn)
-        except Invalid as exc:
-            reason = exc.reason
-            if reason.value.startswith("upn_"):
-                reason = Reason.MEMBER_HELD_BACK
-            b.hold(membership, index, row, reason)
+        fp = b.fingerprint(Kind.MEMBERSHIP, row)
+        hit = b.known.get(fp) if fp is not None else None
+        if hit is not None and _known_membership_stands(hit, members, groups):
+            if hit.key not in entries:
+                entries[hit.key] = Entry(Kind.MEMBERSHIP, hit.key, None, hit.digest, False)
             continue
-        member_kind = valid_member.member_kind
-        if member_kind is learner:
-            member_key = learner_hash.get(valid_member.member_ref)
+        # not known, or the member or the group is no longer sendable: the full path says why
+        try:
+            valid = v.membership(row, upn_parser=upns.parse)
+        except Invalid as exc:
+            reason = Reason.MEMBER_HELD_BACK if exc.reason.value.startswith("upn_") else exc.reason
+            b.hold(Kind.MEMBERSHIP, index, row, reason)
+            continue
+        if valid.member_kind is Kind.LEARNER:
+            member_key = upns.hashes.get(valid.member_ref)
         else:
-            known_staff = valid_member.member_ref in staff_entries or valid_member.member_ref in held_staff
-            member_key = valid_member.member_ref if known_staff else None
+            known_staff = valid.member_ref in members[Kind.STAFF] or valid.member_ref in held_staff
+            member_key = valid.member_ref if known_staff else None
         if member_key is None:
-            b.hold(membership, index, row, Reason.MEMBER_UNKNOWN)
+            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_UNKNOWN)
             continue
         record = wire_record(
-            membership,
-            {
-                "group_id": valid_member.group_id,
-                "member_kind": "learner" if member_kind is learner else "staff",
-                "member_key": member_key,
-            },
+            Kind.MEMBERSHIP,
+            {"group_id": valid.group_id, "member_kind": valid.member_kind.value, "member_key": member_key},
         )
-        key = record_key(membership, record)
-        if member_key not in member_entries[member_kind]:
-            b.hold(membership, index, row, Reason.MEMBER_HELD_BACK, key)
-            continue
-        if valid_member.group_id not in group_entries:
-            reason = Reason.MEMBER_HELD_BACK if valid_member.group_id in held_groups else Reason.GROUP_UNKNOWN
-            b.hold(membership, index, row, reason, key if reason is Reason.MEMBER_HELD_BACK else None)
-            continue
-        if key in membership_entries:
-            continue  # the same membership listed twice is one membership
-        membership_entries[key] = Entry(membership, key, record, record_digest(record), False, None, fp)
-    snap.rows_read[membership] += read
-    return snap
+        key = record_key(Kind.MEMBERSHIP, record)
+        if member_key not in members[valid.member_kind]:
+            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_HELD_BACK, key)
+        elif valid.group_id not in groups:
+            held = valid.group_id in held_groups
+            reason = Reason.MEMBER_HELD_BACK if held else Reason.GROUP_UNKNOWN
+            b.hold(Kind.MEMBERSHIP, index, row, reason, key if held else None)
+        elif key not in entries:  # the same membership listed twice is one membership
+            entries[key] = Entry(Kind.MEMBERSHIP, key, record, record_digest(record), False, None, fp)
+    snap.rows_read[Kind.MEMBERSHIP] += read
+
+
+def _known_membership_stands(
+    hit: Known, members: Mapping[Kind, Mapping[str, Entry]], groups: Mapping[str, Entry]
+) -> bool:
+    group_id, member_kind, member_ref = hit.key.split("/", 2)
+    present = members[Kind.LEARNER if member_kind == Kind.LEARNER.value else Kind.STAFF]
+    return member_ref in present and group_id in groups

@@ -58,6 +58,7 @@ class Reason(enum.StrEnum):
     MEMBER_KIND_INVALID = "member_kind_invalid"
     MEMBER_UNKNOWN = "member_unknown"
     MEMBER_HELD_BACK = "member_held_back"
+    REGISTRATION_GROUP_INVALID = "registration_group_invalid"
 
 
 #: What an MIS administrator should do about each reason (shown by `status` and the dry-run plan).
@@ -90,6 +91,10 @@ ADVICE: Final[Mapping[Reason, str]] = {
     Reason.MEMBER_KIND_INVALID: "member_kind must be 'learner' or 'staff' (adapt the query profile)",
     Reason.MEMBER_UNKNOWN: "the membership names a learner or staff member who is not on roll",
     Reason.MEMBER_HELD_BACK: "the member is held back; fix their record first",
+    Reason.REGISTRATION_GROUP_INVALID: (
+        "the learner's registration group is over 40 characters or has control characters: "
+        "correct the registration group in the MIS (or adapt the query profile)"
+    ),
 }
 
 
@@ -185,6 +190,7 @@ class ValidLearner:
     year_group: str
     registration_group: str | None
     leaving_date: dt.date | None
+    start_date: dt.date | None = None  # the admission date: checked and shown, never sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,16 +232,21 @@ def learner(
     if dob < _OLDEST_DATE_OF_BIRTH:
         raise Invalid(Reason.DATE_OF_BIRTH_INVALID)
     year_group = parse_year_group(row.get("year_group"))
-    registration = row.get("registration_group")
-    registration_group = (
-        clean_text(registration, missing=Reason.YEAR_GROUP_MISSING, max_length=40)
-        if registration is not None and str(registration).strip()
-        else None
-    )
     start = parse_date(row.get("start_date"), missing=None)
     leaving = parse_date(row.get("leaving_date"), missing=None)
     _check_dates(start, leaving)
-    return ValidLearner(upn, forename, surname, dob, year_group, registration_group, leaving)
+    registration_group = _registration_group(row.get("registration_group"))
+    return ValidLearner(upn, forename, surname, dob, year_group, registration_group, leaving, start)
+
+
+def _registration_group(value: object) -> str | None:
+    """An optional registration group; a broken one holds the learner back with its own reason."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return clean_text(value, missing=Reason.REGISTRATION_GROUP_INVALID, max_length=40)
+    except Invalid:
+        raise Invalid(Reason.REGISTRATION_GROUP_INVALID) from None
 
 
 def staff(row: Mapping[str, object]) -> ValidStaff:
