@@ -175,7 +175,8 @@ _AREA_ORDER = [
     "test_hostile_input",
     "test_security",
     "test_secrets_and_addresses",
-    "test_upgrade_from_0_1_0",
+    "test_keyed_state_upgrade",
+    "test_response_key_rotation",
 ]
 
 

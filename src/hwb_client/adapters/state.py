@@ -277,7 +277,7 @@ class StateStore:
         """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when
         the record is exactly what was acknowledged (same digest); returns how many were bound."""
         rows = [
-            (entry.fingerprint, entry.stable, kind.value, key, entry.digest)
+            (entry.fingerprint, entry.stable, kind.value, key, self.stored_digest(entry.digest))
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
             if entry.record is not None

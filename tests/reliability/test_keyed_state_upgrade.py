@@ -14,13 +14,14 @@ from mis_builder import small_school
 
 AREA = "Upgrading from 0.1.0: keyed state digests and the national response key"
 
-#: 0.1.0's schema had the first two migrations; the third (keyed digests) only rewrites values.
-V010_MIGRATIONS = 2
+#: the keyed-digest migration is the last one; it only rewrites values (the genuine 0.1.0 state is
+#: migrated in ``tests/e2e/test_upgrade_from_0_1_0.py``)
+KEYED_DIGESTS_MIGRATION = len(MIGRATIONS)
 
 
 def _as_made_by_0_1_0(lab: RLab) -> int:
-    """Turn the lab's state back into what 0.1.0 left: plain ``sha-256:`` digests (those of the records
-    the MIS gives, as 0.1.0 stored them), schema version 2, and no pinned response key."""
+    """Turn the lab's state back into what it was before the keyed-digest migration: plain ``sha-256:``
+    digests (those of the records the MIS gives, as 0.1.0 stored them), and no pinned response key."""
     snapshot = lab.projection()
     db = sqlite3.connect(lab.root / "state" / f"{lab.dfes}.sqlite3")
     with db:
@@ -30,7 +31,7 @@ def _as_made_by_0_1_0(lab: RLab) -> int:
             db.execute(
                 "UPDATE acknowledged SET digest = ? WHERE kind = ? AND key = ?", (entry.digest, kind, key)
             )
-        db.execute("DELETE FROM schema_migrations WHERE version > ?", (V010_MIGRATIONS,))
+        db.execute("DELETE FROM schema_migrations WHERE version = ?", (KEYED_DIGESTS_MIGRATION,))
     db.close()
     pin_path(lab.root / "state" / "keys" / f"{lab.dfes}.pem").unlink()
     return len(rows)
