@@ -53,7 +53,7 @@ def _repair(state: StateStore, difference: Difference, accounts: dict[str, str |
     state.db.executemany(
         "INSERT INTO acknowledged (kind, key, digest, status, account_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (kind, key) DO UPDATE SET digest = excluded.digest, status = excluded.status, "
-        "account_id = coalesce(excluded.account_id, acknowledged.account_id), fingerprint = NULL, "
+        "account_id = coalesce(excluded.account_id, acknowledged.account_id), fingerprint = NULL, stable = NULL, "
         "updated_at = excluded.updated_at",
         ((kind, key, held.digest, held.status, accounts.get(key), now) for key, held in difference.adopt),
     )
