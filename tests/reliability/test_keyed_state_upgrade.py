@@ -46,9 +46,10 @@ def _digests(lab: RLab) -> list[str]:
 
 
 def test_a_0_1_0_state_is_keyed_in_place_and_the_next_run_sends_and_removes_nothing(rlab, scenario):
-    """A school run by 0.1.0 (plain digests, no pinned national key): the first 0.2.0 run migrates the
-    state in place (every digest keyed, none left plain), learns and pins the national response key
-    (trust on first use over the configured HTTPS channel), sends nothing and removes nothing."""
+    """A state with 0.1.0's plain digests and no pinned national key (the genuine 0.1.0 state is
+    ``tests/e2e/test_upgrade_from_0_1_0.py``): the next run migrates it in place (every digest keyed,
+    none left plain), learns and pins the national response key (trust on first use over the configured
+    HTTPS channel), sends nothing and removes nothing."""
     lab = rlab(batches=10)
     small_school(lab.schools[0].mis_path, lab.dfes, learners=12).close()
     assert lab.run_now().returncode == 0
