@@ -161,6 +161,13 @@ class NationalApi:
         answer = self._call("GET", f"/v1/schools/{dfes_number}/manifest", what="manifest")
         return replies.manifest(answer.reply.body, dfes_number)
 
+    def manifest_document(self, dfes_number: str) -> dict[str, Any]:
+        """The manifest as the national side wrote it (protocol 2 adds per-record calendar fields), for
+        people and demos; a run uses the checked, typed ``manifest``."""
+        answer = self._call("GET", f"/v1/schools/{dfes_number}/manifest", what="manifest")
+        replies.manifest(answer.reply.body, dfes_number)  # the same checks, then the document as sent
+        return replies.json_object(answer.reply.body, "manifest")
+
     def manifest_summary(self, dfes_number: str, digest_key: bytes) -> ManifestSummary:
         headers = {"Hwb-Digest-Key": base64.urlsafe_b64encode(digest_key).decode("ascii").rstrip("=")}
         answer = self._call(
