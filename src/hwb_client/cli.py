@@ -371,6 +371,10 @@ def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
         load_profile(school.profile, base_dir=base)
         school.connection_string()
     out.write(f"{settings.config_path}: OK ({len(settings.schools)} school(s))\n")
+    from hwb_client.adapters import national_key
+
+    for line in national_key.describe(settings.client.national_key_file, dt.date.today()):
+        out.write(line + "\n")
     return EXIT_OK
 
 

@@ -7,8 +7,9 @@ batches. What a 2xx means (one result per operation) is checked before anything 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import structlog
 
@@ -19,6 +20,7 @@ from hwb_client.core.batches import Batch
 from hwb_client.core.diff import ACTIVE, LEFT
 from hwb_client.core.model import Kind
 from hwb_client.core.plan import Plan
+from hwb_client.core.snapshot import SourceRows
 from hwb_client.errors import ApiError, Interrupted
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, add
@@ -93,3 +95,15 @@ def reconcile(api: NationalApi, state: StateStore, dfes: str) -> int:
     count = state.replace_acknowledged(records)
     log.info("state_reconciled", dfes=dfes, records=count)
     return count
+
+
+def with_reading_failpoint(rows: SourceRows) -> SourceRows:
+    """The same streams, with the ``while_reading`` crash point after the first learner row."""
+
+    def learners() -> Iterator[Mapping[str, object]]:
+        for index, row in enumerate(rows.learners):
+            if index == 1:
+                failpoint("while_reading")
+            yield row
+
+    return dataclasses.replace(rows, learners=learners())

@@ -97,6 +97,15 @@ class StateError(HwbClientError):
     exit_code = 8
 
 
+class StateStorageError(StateError):
+    """The state directory is full or cannot be written: a person frees space or fixes permissions; the
+    state itself is sound (never set aside for this)."""
+
+
+class UnsafeFileError(StateError):
+    """A file or directory of the client's state is a symbolic link, not ours, or open to others."""
+
+
 class EnrolmentError(HwbClientError):
     """Enrolling the school's signing key failed."""
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from hwb_client.platform.filesystem import PrivateRotatingFileHandler
 from hwb_client.redaction import without_credentials
 
 _UPN_LIKE = re.compile(r"\b[A-Z][0-9]{11}[0-9A-Z]\b")
@@ -95,8 +96,7 @@ def configure(
     )
     root.addHandler(stream_handler)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = PrivateRotatingFileHandler(  # 0600 (and a new directory 0700) whatever the umask
             log_file, maxBytes=10_000_000, backupCount=10, encoding="utf-8"
         )
         file_handler.setFormatter(

@@ -7,13 +7,17 @@ that it does not hold every later report hostage.
 
 from __future__ import annotations
 
+import threading
+
 import structlog
 
 from hwb_client.adapters.state import StateStore
 from hwb_client.adapters.transport import NationalApi
-from hwb_client.errors import ApiError, HwbClientError, Interrupted
+from hwb_client.enrolment import signer_for
+from hwb_client.errors import ApiError, HwbClientError, Interrupted, StateStorageError
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, utcnow
+from hwb_client.settings import SchoolSettings, Settings
 
 log = structlog.get_logger("hwb_client.reporting")
 
@@ -68,3 +72,29 @@ def _report_failed(state: StateStore, result: RunResult, exc: HwbClientError) ->
         result.outcome, result.error_code = "failed", ApiError.exit_code
         result.message += f"; the run report could not be delivered ({exc.message})"
         state.finish_run(result.run_id, result.report())
+
+
+def report_without_state(
+    settings: Settings,
+    school: SchoolSettings,
+    result: RunResult,
+    exc: StateStorageError,
+    stop: threading.Event,
+) -> None:
+    """The state directory is full or read-only: the run cannot be recorded locally, but the national
+    side still hears that it failed (best effort: no report is queued for later)."""
+    result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
+    result.finished_at = utcnow()
+    bound = log.bind(dfes=school.dfes_number, run_id=result.run_id)
+    bound.error("run_failed", error_type=type(exc).__name__, error=exc.message)
+    try:
+        api = NationalApi(settings.api, signer=signer_for(settings, school), stop=stop)
+    except HwbClientError:
+        return
+    try:
+        api.post_run_report(school.dfes_number, result.report())
+        bound.info("run_reported", report_run_id=result.run_id, outcome=result.outcome)
+    except HwbClientError as report_error:
+        bound.warning("run_report_not_sent", error=report_error.message)
+    finally:
+        api.close()

@@ -7,31 +7,29 @@ the national API), whatever happened.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import getpass
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import structlog
 
 from hwb_client import __version__, trust, verify
-from hwb_client.adapters.national_key import load_national_key
+from hwb_client.adapters.national_key import keys_in_use
 from hwb_client.adapters.odbc_source import MisSource, load_profile
 from hwb_client.adapters.state import StateStore, open_state
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core import guard
 from hwb_client.core.model import Kind
 from hwb_client.core.plan import BatchIds, BatchPolicy, Plan, plan
-from hwb_client.core.snapshot import RowFingerprints, SourceRows
-from hwb_client.delivery import freeze, reconcile, send
+from hwb_client.core.snapshot import RowFingerprints
+from hwb_client.delivery import freeze, reconcile, send, with_reading_failpoint
 from hwb_client.enrolment import signer_for
-from hwb_client.errors import HwbClientError, Interrupted, RunBlocked
+from hwb_client.errors import HwbClientError, Interrupted, RunBlocked, StateStorageError
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.platform.lock import school_lock
-from hwb_client.reporting import deliver_reports, finish_stale_runs
+from hwb_client.reporting import deliver_reports, finish_stale_runs, report_without_state
 from hwb_client.run_result import RunResult, utcnow
 from hwb_client.settings import SchoolSettings, Settings
 
@@ -74,14 +72,18 @@ def run_school(
         with open_state(settings.client.state_dir, school.dfes_number, read_only=True) as state:
             _dry_run(run, state)
         return result
-    with school_lock(settings.client.state_dir, school.dfes_number, wait_seconds=lock_wait_seconds):
-        signer = signer_for(settings, school)
-        with open_state(settings.client.state_dir, school.dfes_number, read_only=False) as state:
-            api = NationalApi(settings.api, signer=signer, stop=run.stop)
-            try:
-                _live_run(run, state, api)
-            finally:
-                api.close()
+    try:
+        with school_lock(settings.client.state_dir, school.dfes_number, wait_seconds=lock_wait_seconds):
+            signer = signer_for(settings, school)
+            with open_state(settings.client.state_dir, school.dfes_number, read_only=False) as state:
+                api = NationalApi(settings.api, signer=signer, stop=run.stop)
+                try:
+                    _live_run(run, state, api)
+                finally:
+                    api.close()
+    except StateStorageError as exc:
+        report_without_state(settings, school, result, exc, run.stop)
+        raise
     return result
 
 
@@ -98,6 +100,8 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi) -> None:
         _deliver(run, state, api, decided)
         result.outcome = "partial" if result.held_back_by_kind or result.refused_by_kind else "success"
         result.message = result.summary()
+    except StateStorageError:
+        raise  # nothing more can be written locally: run_school reports it upstream directly
     except RunBlocked as exc:
         result.outcome, result.message, result.error_code = "blocked", exc.message, exc.exit_code
         run.log.warning("run_blocked", rules=[h["rule"] for h in result.holds])
@@ -157,28 +161,28 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
     settings, school, result = run.settings, run.school, run.result
     base = settings.config_path.parent if settings.config_path else None
     profile = load_profile(school.profile, base_dir=base)
-    hasher = load_national_key(settings.client.national_key_file)
+    keys = keys_in_use(settings.client.national_key_file, run.today)
     acknowledged, known = state.index()
     fingerprints = None
     if state.fingerprint_key is not None:
-        fingerprints = RowFingerprints(
-            state.fingerprint_key, f"{hasher.key_id}|{profile.profile.name}", known
-        )
+        context = f"{'+'.join(keys.key_ids)}|{profile.profile.name}"
+        fingerprints = RowFingerprints(state.fingerprint_key, context, known)
     source = MisSource.connect(school.connection_string(), school.dfes_number, profile)
     try:
         decided = plan(
-            _with_failpoint(source.source_rows()),
-            hasher=hasher,
+            with_reading_failpoint(source.source_rows()),
+            hasher=keys.current,
             acknowledged=acknowledged,
             today=run.today,
             guard_policy=guard.GuardPolicy(**settings.guard.model_dump()),
             batch_policy=BatchPolicy(**settings.batches.model_dump()),
-            ids=BatchIds(result.run_id, hasher.key_id, lambda: str(uuid.uuid4())) if live else None,
+            ids=BatchIds(result.run_id, keys.current.key_id, lambda: str(uuid.uuid4())) if live else None,
             fingerprints=fingerprints,
             keyed=state.keyed,
             stored_digest=state.stored_digest,
             allowed_flags=run.allowed,
             held_before=state.held_before(),
+            previous_hasher=keys.previous,
         )
     finally:
         source.close()
@@ -223,6 +227,9 @@ def _check_holds(run: _Run, decided: Plan) -> None:
 
 
 def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> None:
+    if decided.rekeyed:  # a national key changeover: the state follows the new pseudonyms first
+        state.rekey(decided.rekeyed)
+        run.log.info("state_rekeyed", records=len(decided.rekeyed))
     frozen = [freeze(b, decided) for b in decided.batches]
     state.add_to_outbox(frozen)
     failpoint("after_outbox")
@@ -233,18 +240,6 @@ def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> N
     with state.transaction():
         state.remember_held_before(guard.held_back_sent(decided.snapshot, state.acknowledged()))
     run.log.info("fingerprints_remembered", records=state.remember_fingerprints(decided.snapshot))
-
-
-def _with_failpoint(rows: SourceRows) -> SourceRows:
-    """The same streams, with the ``while_reading`` crash point after the first learner row."""
-
-    def learners() -> Iterator[Mapping[str, object]]:
-        for index, row in enumerate(rows.learners):
-            if index == 1:
-                failpoint("while_reading")
-            yield row
-
-    return dataclasses.replace(rows, learners=learners())
 
 
 __all__ = ["RunResult", "run_school", "signer_for"]

@@ -95,6 +95,16 @@ class ApiSettings(_Section):
     #: on ``--run-now --verify``)
     verify_every_days: int = Field(7, ge=0, le=366)
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(
+                f"no file at {path}: give the PEM file of the CA that issued the national API's certificate, "
+                "or remove the setting to use the system's CAs"
+            )
+        return path
+
     @field_validator("base_url")
     @classmethod
     def _https_unless_loopback(cls, url: AnyHttpUrl) -> AnyHttpUrl:

@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             codes.append(run_now(lab, sandbox, day, quiet=True))
             timeline.append((day, f"{run.rule}: " + year6_state(lab, summary.y6_movers)))
         show("\n".join(f"{day:%a %d %b %Y}  {what}" for day, what in timeline))
+        show(
+            "(states from the national manifests: 'leaving' = on roll until the leaving date, or left and "
+            "kept active by the national calendar until Year 6 are released on 31 August)"
+        )
 
         say("9. Year 6 -> Year 7: the same national accounts")
         hasher = load_national_key(lab.national_key_file)

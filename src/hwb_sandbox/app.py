@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote, urlsplit
@@ -26,7 +25,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from hwb_sandbox import national, openapi, portal
+from hwb_sandbox import bounded, national, openapi, portal
 from hwb_sandbox.problems import PROBLEM_MEDIA_TYPE, Problem
 from hwb_sandbox.schemas import (
     MAX_OPERATIONS,
@@ -48,8 +47,8 @@ from hwb_sandbox.store import EnrolmentRefused, SandboxStore, School, public_key
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
-MAX_DECOMPRESSED_BYTES: Final = 32 * 1024 * 1024
+MAX_BODY_BYTES: Final = bounded.BATCH.raw
+MAX_DECOMPRESSED_BYTES: Final = bounded.BATCH.inflated
 MAX_REPORTED_ERRORS: Final = 50
 
 log = logging.getLogger("hwb_sandbox")
@@ -153,20 +152,7 @@ def validate(model: type[_M], value: Any) -> _M:
 
 def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body bytes as sent, at most ``limit`` (413 beyond)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise Problem("body-too-large", f"the body is {request.content_length} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    stream = request.stream
-    while True:
-        chunk = stream.read(min(65536, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise Problem("body-too-large", f"the body exceeds the limit of {limit} bytes")
-    return b"".join(chunks)
+    return bounded.read_capped(request.stream, request.content_length, limit)
 
 
 def decode_content(request: Request, body: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
@@ -181,16 +167,7 @@ def decode_content(request: Request, body: bytes, limit: int = MAX_DECOMPRESSED_
         return body
     if encoding != "gzip":
         raise Problem("unsupported-media-type", "the only content encoding accepted is gzip")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise Problem("body-malformed", f"the gzip body cannot be decompressed: {exc}") from exc
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise Problem("body-too-large", f"the body exceeds {limit} bytes after decompression")
-    if not inflater.eof or inflater.unused_data:
-        raise Problem("body-malformed", "the gzip body is truncated or has trailing data")
-    return data
+    return bounded.inflate_gzip(body, limit)
 
 
 def idempotency_key(request: Request) -> str:
@@ -300,9 +277,11 @@ class SandboxApp:
             raise Problem("school-unknown", f"no school {dfes!r} is registered; ask for an enrolment code")
         return school
 
-    def _verified(self, request: Request, dfes: str, components: tuple[str, ...]) -> tuple[str, bytes]:
-        """Read the body, verify the signature over it; return (key id, body as sent)."""
-        body = read_body(request)
+    def _verified(
+        self, request: Request, dfes: str, components: tuple[str, ...], limit: int = bounded.SMALL.raw
+    ) -> tuple[str, bytes]:
+        """Read the body (at most ``limit`` bytes), verify the signature over it; return (key id, body)."""
+        body = read_body(request, limit)
         signed = SignedRequest.build(
             request.method, target_uri(request.environ, self.public_url), request.headers.items(), body
         )
@@ -331,8 +310,10 @@ class SandboxApp:
     # -- enrolment and keys ----------------------------------------------------------------------------------
 
     def on_enrol(self, request: Request) -> Response:
-        body = read_body(request)
-        enrolment = validate(EnrolmentRequest, parse_json(decode_content(request, body)))
+        body = read_body(request, bounded.SMALL.raw)
+        enrolment = validate(
+            EnrolmentRequest, parse_json(decode_content(request, body, bounded.SMALL.inflated))
+        )
         public_key = _public_key(enrolment.public_key)
         try:
             school, key_id = self.store.enrol(enrolment.dfes_number, enrolment.enrolment_code, public_key)
@@ -352,7 +333,7 @@ class SandboxApp:
     def on_add_key(self, request: Request, dfes: str) -> Response:
         self._school(dfes)
         signer, body = self._verified(request, dfes, BODY_COMPONENTS)
-        key_request = validate(KeyRequest, parse_json(decode_content(request, body)))
+        key_request = validate(KeyRequest, parse_json(decode_content(request, body, bounded.SMALL.inflated)))
         try:
             key_id = self.store.add_key(dfes, _public_key(key_request.public_key))
         except EnrolmentRefused as exc:
@@ -380,8 +361,8 @@ class SandboxApp:
     def on_post_batch(self, request: Request, dfes: str) -> Response:
         self._school(dfes)
         batch_key = idempotency_key(request)
-        _signer, body = self._verified(request, dfes, BATCH_COMPONENTS)
-        value = parse_json(decode_content(request, body))
+        _signer, body = self._verified(request, dfes, BATCH_COMPONENTS, bounded.BATCH.raw)
+        value = parse_json(decode_content(request, body, bounded.BATCH.inflated))
         if isinstance(value, dict):
             if "batch_id" in value and value["batch_id"] != batch_key:
                 raise Problem(
@@ -414,9 +395,11 @@ class SandboxApp:
 
     def on_post_run_report(self, request: Request, dfes: str) -> Response:
         self._school(dfes)
-        _signer, body = self._verified(request, dfes, BODY_COMPONENTS)
-        report = validate(RunReport, parse_json(decode_content(request, body)))
-        created, received_at = self.store.record_run_report(dfes, report.model_dump(mode="json"))
+        _signer, body = self._verified(request, dfes, BODY_COMPONENTS, bounded.RUN_REPORT.raw)
+        report = validate(RunReport, parse_json(decode_content(request, body, bounded.RUN_REPORT.inflated)))
+        created, received_at = self.store.record_run_report(
+            dfes, report.model_dump(mode="json", exclude_unset=True)
+        )
         log_event("run_report_received", dfes=dfes, run_id=report.run_id, outcome=report.outcome, new=created)
         return json_response(
             {"run_id": report.run_id, "received_at": received_at}, status=201 if created else 200

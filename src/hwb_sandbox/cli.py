@@ -17,7 +17,7 @@ from typing import Any
 
 from hwb_sandbox import openapi
 from hwb_sandbox.schemas import DFES_PATTERN
-from hwb_sandbox.server import configure_logging, serve
+from hwb_sandbox.server import ConnectionLimits, ServeOptionError, TlsFiles, configure_logging, serve
 from hwb_sandbox.signatures import ResponseKeyring
 from hwb_sandbox.store import DEFAULT_CODE_VALID_DAYS, SandboxStore
 
@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwb-sandbox", description="Sandbox Hwb national API (protocol v1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve_cmd = commands.add_parser("serve", help="serve the API over HTTP until SIGTERM or Ctrl-C")
+    serve_cmd = commands.add_parser(
+        "serve", help="serve the API over HTTP (or HTTPS) until SIGTERM or Ctrl-C"
+    )
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one")
     serve_cmd.add_argument("--db", type=Path, required=True, help="SQLite database file (created if missing)")
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="fix the sandbox calendar's today at this date (kept in the database; see the clock command)",
     )
+    _add_serve_limits(serve_cmd)
 
     issue = commands.add_parser(
         "issue-code", help="register a school if new and print a one-time enrolment code"
@@ -98,6 +101,69 @@ def _date(text: str) -> dt.date:
     except ValueError:
         pass
     raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYY-MM-DD")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _add_serve_limits(serve_cmd: argparse.ArgumentParser) -> None:
+    """Connection limits, timeouts and TLS: what keeps idle, slow or hostile clients from stopping others."""
+    default = ConnectionLimits()
+    limits = serve_cmd.add_argument_group("connections and TLS")
+    limits.add_argument(
+        "--connection-limit",
+        type=_positive,
+        default=default.connection_limit,
+        help=f"open connections kept at once; beyond it new ones wait (default {default.connection_limit})",
+    )
+    limits.add_argument(
+        "--channel-timeout",
+        type=_positive,
+        default=default.channel_timeout,
+        help=f"seconds an idle connection is kept (default {default.channel_timeout})",
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=_positive,
+        default=default.request_timeout,
+        help="seconds a request (line, headers and body) may take to arrive from its first byte"
+        f" (default {default.request_timeout})",
+    )
+    limits.add_argument(
+        "--backlog",
+        type=_positive,
+        default=default.backlog,
+        help=f"connections the kernel queues before they are accepted (default {default.backlog})",
+    )
+    limits.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate chain")
+    limits.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        _err("--tls-cert and --tls-key go together: give both to serve HTTPS, or neither")
+        return EXIT_BAD_VALUE
+    configure_logging(args.log_level)
+    _set_clock_for_serve(args.db, args.today)
+    limits = ConnectionLimits(args.connection_limit, args.channel_timeout, args.request_timeout, args.backlog)
+    tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None
+    try:
+        return serve(
+            args.db,
+            host=args.host,
+            port=args.port,
+            threads=args.threads,
+            public_url=args.public_url,
+            limits=limits,
+            tls=tls,
+        )
+    except ServeOptionError as exc:
+        _err(str(exc))
+        return EXIT_BAD_VALUE
 
 
 def _valid_dfes(dfes: str) -> bool:
@@ -215,11 +281,7 @@ def _set_clock_for_serve(db: Path, today: dt.date | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        configure_logging(args.log_level)
-        _set_clock_for_serve(args.db, args.today)
-        return serve(
-            args.db, host=args.host, port=args.port, threads=args.threads, public_url=args.public_url
-        )
+        return _serve(args)
     if args.command == "issue-code":
         return _issue_code(args)
     if args.command == "schools":

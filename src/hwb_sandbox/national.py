@@ -1,6 +1,8 @@
 """National accounts: how the sandbox applies a school's batch, exactly once.
 
-A learner is one account nationally, found by ``upn_hash``; a school's upsert links it, a leave or remove
+A learner is one account nationally, found by any of its pseudonyms (``upn_hash``, and during a national
+key changeover ``upn_hash_previous``, which maps the new pseudonym to the same account and re-keys the
+school's record); a school's upsert links it, a leave or remove
 unlinks it, and an account linked to no school is inactive until an upsert anywhere reactivates it with
 the same ``account_id`` (the Year 6 -> Year 7 move). A staff account belongs to one school and staff code.
 A leave takes effect on the national calendar (``hwb_sandbox.calendar``): the record stays on roll until
@@ -19,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from hwb_sandbox import calendar
+from hwb_sandbox import calendar, names
 from hwb_sandbox.schemas import Batch
 from hwb_sandbox.store import ON_ROLL_SQL, SandboxStore
 
@@ -105,7 +107,7 @@ def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_finger
                 raise IdempotencyKeyReused(batch.batch_id)
             return BatchAnswer(row["response_json"].encode("utf-8"), replayed=True)
         school = _SchoolLedger(conn, dfes_number, store.now(), batch.upn_key_id, today)
-        outcomes = [school.apply(op.model_dump(mode="json")) for op in batch.operations]
+        outcomes = [school.apply(_wire_operation(op.model_dump(mode="json"))) for op in batch.operations]
         response = {
             "batch_id": batch.batch_id,
             "applied": sum(o.status == "applied" for o in outcomes),
@@ -119,6 +121,15 @@ def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_finger
             (dfes_number, batch.batch_id, batch.run_id, batch.sequence, body_fingerprint, text, store.now()),
         )
     return BatchAnswer(text.encode("utf-8"), replayed=False)
+
+
+def _wire_operation(operation: dict[str, Any]) -> dict[str, Any]:
+    """The operation as the client sent it: an absent ``upn_hash_previous`` stays absent (the record's
+    digest is over what was sent)."""
+    record = operation.get("record")
+    if isinstance(record, dict) and "upn_hash_previous" in record and record["upn_hash_previous"] is None:
+        del record["upn_hash_previous"]
+    return operation
 
 
 class _SchoolLedger:
@@ -145,6 +156,13 @@ class _SchoolLedger:
                 return _refused("key_mismatch")
             if kind == "learner" and key.split(":", 1)[0] != self.upn_key_id:
                 return _refused("upn_key_unknown")
+            if names.refused_name(record):
+                return _refused(names.REASON)
+            previous = record.get("upn_hash_previous") if kind == "learner" else None
+            if previous is not None and previous.split(":", 1)[0] == self.upn_key_id:
+                return _refused("upn_key_unknown")
+            if previous is not None:
+                self._follow_key_rotation(key, previous)
         if op == "remove":
             return self._remove(kind, key)
         assert record is not None  # enforced by the schema
@@ -254,22 +272,55 @@ class _SchoolLedger:
                 account_id=row["account_id"],
                 released_on=self._released_on("learner", record),
             )
+            self._remember_pseudonyms(row["account_id"], upn_hash, record.get("upn_hash_previous"))
             self._refresh_learner_account(row["account_id"])
             return outcome
-        account = self.conn.execute(
-            "SELECT account_id FROM learner_accounts WHERE upn_hash = ?", (upn_hash,)
-        ).fetchone()
-        if account is None:
+        account_id = self._learner_account(upn_hash) or self._learner_account(record.get("upn_hash_previous"))
+        if account_id is None:
             account_id = new_account_id()
             self.conn.execute(
                 "INSERT INTO learner_accounts VALUES (?, ?, 1, ?, ?)",
                 (account_id, upn_hash, self.now, self.now),
             )
-        else:
-            account_id = account["account_id"]
+        self._remember_pseudonyms(account_id, upn_hash, record.get("upn_hash_previous"))
         outcome = self._upsert_record("learner", upn_hash, record, status="active", account_id=account_id)
         self._refresh_learner_account(account_id)
         return outcome
+
+    # -- national key rotation ------------------------------------------------------------------------------
+
+    def _learner_account(self, upn_hash: str | None) -> str | None:
+        """The account a pseudonym (under any national key, current or previous) belongs to."""
+        if upn_hash is None:
+            return None
+        row = self.conn.execute(
+            "SELECT account_id FROM learner_pseudonyms WHERE upn_hash = ?", (upn_hash,)
+        ).fetchone()
+        return None if row is None else str(row["account_id"])
+
+    def _remember_pseudonyms(self, account_id: str, *pseudonyms: str | None) -> None:
+        """Map each pseudonym to the account (the first mapping of a pseudonym stands)."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO learner_pseudonyms VALUES (?, ?)",
+            [(p, account_id) for p in pseudonyms if p is not None],
+        )
+
+    def _follow_key_rotation(self, upn_hash: str, previous: str) -> None:
+        """The school's learner (and its memberships) held under the previous pseudonym move to the new
+        one: the same record, re-keyed, so the school holds the learner once."""
+        if self._row("learner", upn_hash) is not None or self._row("learner", previous) is None:
+            return
+        self.conn.execute(
+            "UPDATE school_records SET record_key = ? WHERE dfes_number = ? AND kind = 'learner'"
+            " AND record_key = ?",
+            (upn_hash, self.dfes_number, previous),
+        )
+        suffix = "/learner/" + previous
+        self.conn.execute(
+            "UPDATE school_records SET record_key = substr(record_key, 1, length(record_key) - ?) || ?"
+            " WHERE dfes_number = ? AND kind = 'membership' AND record_key LIKE ? ESCAPE '\\'",
+            (len(previous), upn_hash, self.dfes_number, "%" + _like_prefix(suffix)[:-1]),
+        )
 
     def _refresh_learner_account(self, account_id: str) -> None:
         """Active exactly when some school holds the learner on roll today (see ``store.ON_ROLL_SQL``)."""

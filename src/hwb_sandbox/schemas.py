@@ -80,6 +80,11 @@ class LearnerRecord(_Model):
     year_group: YearGroup | None
     registration_group: GroupId | None
     leaving_date: IsoDate | None
+    upn_hash_previous: UpnHash | None = Field(
+        default=None,
+        description="protocol 2, national key changeover only: the pseudonym under the previous key "
+        "(left out otherwise; the national side maps it to the same account)",
+    )
 
 
 class StaffRecord(_Model):
@@ -171,6 +176,7 @@ class OperationResult(_Model):
             "key_mismatch",
             "not_found",
             "upn_key_unknown",
+            "text_control_characters",
         ]
         | None
     ) = None

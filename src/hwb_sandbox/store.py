@@ -122,6 +122,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         set_at TEXT NOT NULL
     );
     """,
+    # 3: national UPN key rotation: every pseudonym a learner account is known by (old and new keys)
+    """
+    CREATE TABLE learner_pseudonyms (
+        upn_hash TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES learner_accounts(account_id)
+    ) WITHOUT ROWID;
+    INSERT INTO learner_pseudonyms SELECT upn_hash, account_id FROM learner_accounts;
+    """,
 )
 
 

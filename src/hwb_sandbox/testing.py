@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
 from hwb_sandbox.store import SandboxStore
 
-_LISTENING: Final = re.compile(r"^listening on (http://\S+)$")
+_LISTENING: Final = re.compile(r"^listening on (https?://\S+)$")
 
 
 class SandboxStartError(RuntimeError):
@@ -30,8 +32,19 @@ class SandboxStartError(RuntimeError):
 class SandboxProcess:
     """A sandbox server in a subprocess, with its own database file; use as a context manager."""
 
-    def __init__(self, db_path: Path, *, start_timeout: float = 20.0, stop_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        start_timeout: float = 20.0,
+        stop_timeout: float = 10.0,
+        serve_args: Sequence[str] = (),
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``serve_args`` are more ``serve`` options (``--tls-cert``...); ``tls_context`` checks HTTPS."""
         self.db_path = Path(db_path)
+        self.serve_args = tuple(serve_args)
+        self.tls_context = tls_context
         self.log_path = self.db_path.with_name(self.db_path.name + ".log")
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -56,6 +69,7 @@ class SandboxProcess:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("a", encoding="utf-8")
         command = [sys.executable, "-m", "hwb_sandbox", "serve", "--port", "0", "--db", str(self.db_path)]
+        command += self.serve_args
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, stdout=subprocess.PIPE, stderr=self._log, text=True, encoding="utf-8"
         )
@@ -91,9 +105,10 @@ class SandboxProcess:
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.start_timeout
+        health = self.url + "/healthz"
         while True:
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:  # noqa: S310 - http URL
+                with urllib.request.urlopen(health, timeout=2, context=self.tls_context) as response:  # noqa: S310 - our own sandbox's http(s) URL
                     if response.status == 200:
                         return
             except OSError:

@@ -19,4 +19,13 @@ def test_demo_ends_with_year_6_learners_holding_the_same_national_accounts_in_ye
     assert "0 change(s) sent in 0 batch(es)" in result.stdout
     # the leaving dates are entered weeks ahead: nobody leaves before the day after the last day of term
     assert "learner leaves on 2026-07-21: 15" in result.stdout
-    assert "Mon 20 Jul 2026  term_nightly: Year 6 at the primary: 15 active" in result.stdout
+    # the national calendar keeps the Year 6 accounts active until 31 August, then releases them
+    assert "Mon 20 Jul 2026  term_nightly: Year 6 at the primary: 15 leaving" in result.stdout
+    assert (
+        "Sun 30 Aug 2026  august_30: Year 6 at the primary: 15 leaving; at the secondary: 15 active"
+        in result.stdout
+    )
+    assert (
+        "Mon 31 Aug 2026  day_before_term: Year 6 at the primary: 15 left; at the secondary: 15 active"
+        in result.stdout
+    )

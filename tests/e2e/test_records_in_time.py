@@ -17,7 +17,9 @@ def learner_record(lab, n):
     key = load_national_key(lab.national_key_file)(upn(n))
     api = lab.api("6612001")
     try:
-        records = {r.key: dataclasses.asdict(r) for r in api.manifest("6612001").records if r.kind == "learner"}
+        records = {
+            r.key: dataclasses.asdict(r) for r in api.manifest("6612001").records if r.kind == "learner"
+        }
     finally:
         api.close()
     return records.get(key)
@@ -97,7 +99,7 @@ def test_renaming_every_registration_group_in_term_is_held_until_allowed(make_la
 
 
 def test_a_real_run_with_as_of_is_refused_unless_the_api_is_a_loopback_sandbox(make_lab) -> None:
-    lab = make_lab([PRIMARY], enrol=False, api_overrides='ca_bundle = "/nonexistent"')
+    lab = make_lab([PRIMARY], enrol=False)
     config = lab.config_path.read_text().replace(lab.sandbox_url, "https://provisioning.example.wales/")
     lab.config_path.write_text(config)
     refused = run(lab, DAY)

@@ -174,6 +174,11 @@ _AREA_ORDER = [
     "test_properties",
     "test_hostile_input",
     "test_security",
+    "test_sandbox_abuse",
+    "test_sandbox_tls",
+    "test_local_files",
+    "test_state_storage",
+    "test_national_key_rotation",
     "test_secrets_and_addresses",
     "test_keyed_state_upgrade",
     "test_response_key_rotation",
@@ -270,8 +275,11 @@ _STATIC = f"""
 
 ## Not covered
 
-- TLS faults (expired or wrong certificates, a TLS-inspecting proxy): the sandbox speaks plain HTTP on
-  loopback only.
+- TLS faults beyond an unknown CA and a wrong name (an expired certificate, a TLS-inspecting proxy,
+  client certificates); the sandbox serves TLS itself since 0.2.0 (`serve --tls-cert --tls-key`).
+- Abuse beyond one process's bounds: thousands of connections at once (past `--connection-limit`, new
+  ones wait in the backlog), floods from many addresses; a national service would put a rate limit and a
+  load balancer in front.
 - A power cut (as opposed to SIGKILL): SIGKILL loses what the process had not written, but not what the
   kernel had not flushed; the state database uses `synchronous=FULL` in WAL mode for that.
 - The vulnerability audit needs a vulnerability database from the network: `pip-audit` is not run offline

@@ -296,7 +296,7 @@ def _key_material(lab: RLab) -> set[str]:
         found.update(line for line in lines if line and not line.startswith("-----"))
     national_key = lab.lab.national_key_file
     if national_key.exists():
-        found.add(re.search(r'"key": "([^"]+)"', national_key.read_text()).group(1))  # type: ignore[union-attr]
+        found.update(re.findall(r'"key": "([^"]+)"', national_key.read_text()))  # every key of a rotation
     return found
 
 

@@ -55,6 +55,14 @@ def test_a_minimal_configuration_loads_with_sane_defaults(tmp_path: Path) -> Non
             r"schools\[6612001\]\.odbc: required setting is missing",
         ),
         (("[client]", "[guard]\nmax_removal_share = 3\n[client]"), r"guard\.max_removal_share"),
+        (
+            ("[api]", '[api]\nca_bundle = "/nonexistent/ca.pem"'),
+            r"api\.ca_bundle: no file at /nonexistent/ca\.pem",
+        ),
+        (
+            ('base_url = "http://127.0.0.1:9999/"', 'base_url = "http://127.attacker.example/"'),
+            r"api\.base_url: must be https://",
+        ),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:

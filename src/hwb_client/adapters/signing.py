@@ -17,8 +17,6 @@ import datetime as dt
 import hashlib
 import os
 import secrets
-import stat
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -29,13 +27,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver, algorithms
 
-from hwb_client.errors import KeyFileError
-from hwb_client.platform.files import fsync_dir
+from hwb_client.errors import KeyFileError, UnsafeFileError
+from hwb_client.platform.filesystem import DIR_MODE, FILE_MODE, fsync_dir, read_private
 
 SIGNATURE_LABEL: Final = "hwb"
 NONCE_BYTES: Final = 18  # 24 URL-safe characters; the protocol asks for at least 16
-_KEY_FILE_MODE: Final = 0o600
-_KEY_DIR_MODE: Final = 0o700
+_KEY_FILE_MODE: Final = FILE_MODE
+_KEY_DIR_MODE: Final = DIR_MODE
 
 
 class _OneKey(HTTPSignatureKeyResolver):
@@ -172,11 +170,6 @@ def key_id_for(dfes_number: str, public_key: Ed25519PublicKey | Ed25519PrivateKe
     return f"{dfes_number}:{hashlib.sha256(_raw_public(public_key)).hexdigest()[:16]}"
 
 
-def _checks_posix_permissions() -> bool:
-    # Windows reports 0o666/0o444 for every file; there the service installer sets an ACL instead.
-    return sys.platform != "win32"
-
-
 def generate_signing_key(path: Path) -> Ed25519PrivateKey:
     """Create a new key file at ``path`` (mode 0600; missing parent directories are created 0700).
 
@@ -220,8 +213,9 @@ def generate_signing_key(path: Path) -> Ed25519PrivateKey:
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
     """Read the school's key file; ``KeyFileError`` naming the file and the fix when it cannot be used."""
     try:
-        info = path.stat()
-        pem = path.read_bytes()
+        pem = read_private(path, fix=False)  # no symbolic link, ours, and no access for others
+    except UnsafeFileError as exc:
+        raise KeyFileError(f"signing key file {exc.message}") from None
     except FileNotFoundError as exc:
         raise KeyFileError(
             f"signing key file {path} does not exist: this school is not enrolled on this server; run "
@@ -233,11 +227,6 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
             f"cannot read signing key file {path}: {exc.strerror or exc}; "
             "run the client as the user that owns it"
         ) from exc
-    if _checks_posix_permissions() and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"signing key file {path} is accessible by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
-            f"run: chmod 600 {path}"
-        )
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

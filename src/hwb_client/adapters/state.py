@@ -34,8 +34,15 @@ from hwb_client.core.anti_entropy import keyed_digest
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
 from hwb_client.core.model import Kind, Op
 from hwb_client.core.snapshot import Known, Snapshot
-from hwb_client.errors import StateError
-from hwb_client.platform.files import write_secret_file
+from hwb_client.errors import StateError, StateStorageError, UnsafeFileError
+from hwb_client.platform.filesystem import (
+    create_private,
+    ensure_private_dir,
+    read_private,
+    secure_existing,
+    storage_problem,
+    write_secret_file,
+)
 
 log = structlog.get_logger("hwb_client.state")
 
@@ -72,8 +79,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox_ops ADD COLUMN stable TEXT;
     UPDATE acknowledged SET fingerprint = NULL;
     """,
-    # 4 (0.2.0): keyed record digests: HMAC-SHA256 under the per-school secret instead of plain SHA-256, which a name
-    # list could be checked against (``hwb_keyed_digest`` is registered on the connection by ``open``)
+    # 4 (0.2.0): keyed record digests: HMAC-SHA256 under the per-school secret, not plain SHA-256 that a
+    # name list could be checked against (``hwb_keyed_digest`` is registered on the connection by ``open``)
     """
     UPDATE acknowledged SET digest = hwb_keyed_digest(digest);
     UPDATE outbox_ops SET digest = hwb_keyed_digest(digest) WHERE digest IS NOT NULL;
@@ -150,14 +157,16 @@ class StateStore:
                 else:
                     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             else:
-                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                connection = sqlite3.connect(path, isolation_level=None, timeout=30)
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
+                connection = _open_private_database(state_dir, path)
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute("PRAGMA temp_store=MEMORY")
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
+        except OSError as exc:
+            raise storage_problem(exc, state_dir) or exc from None
         except sqlite3.DatabaseError as exc:
+            problem = storage_problem(exc, state_dir)
+            if problem is not None:  # full or read-only: the database is sound, never set it aside
+                raise problem from None
             raise StateError(
                 f"school {dfes_number}: the state database {path} is damaged ({exc}); "
                 "it will be set aside and rebuilt from the national manifest on the next run"
@@ -170,7 +179,7 @@ class StateStore:
         if not read_only:
             secret = _outbox_key(key_path)
         elif key_path.exists():
-            secret = key_path.read_bytes()
+            secret = read_private(key_path, fix=None)  # read-only (status, dry run): modes left as found
         if secret is not None:
             store._cipher = AESGCM(secret)
             store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()
@@ -216,7 +225,8 @@ class StateStore:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # a full disk may already have rolled it back
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 
@@ -290,6 +300,14 @@ class StateStore:
                 rows,
             )
             return cursor.rowcount
+
+    def rekey(self, moves: Iterable[tuple[Kind, str, str]]) -> None:
+        """Move acknowledged records to new keys (a national key changeover), in one transaction."""
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE acknowledged SET key = ? WHERE kind = ? AND key = ?",
+                ((new, kind.value, old) for kind, old, new in moves),
+            )
 
     def account_ids(self, kind: Kind) -> dict[str, str]:
         return {
@@ -504,13 +522,60 @@ class StateStore:
         return [r[0] for r in self.db.execute("SELECT run_id FROM runs WHERE finished_at IS NULL")]
 
 
+class _StateConnection(sqlite3.Connection):
+    """A connection whose full-disk and read-only failures are ``StateStorageError``s naming the
+    directory (SQLite reports them as ``OperationalError`` text at whichever statement meets them)."""
+
+    state_dir: Path
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise storage_problem(exc, self.state_dir) or exc from None
+
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise storage_problem(exc, self.state_dir) or exc from None
+
+
+def _open_private_database(state_dir: Path, path: Path) -> sqlite3.Connection:
+    """The state database, created 0600 before SQLite opens it (its ``-wal`` and ``-shm`` take the
+    database's mode); files left 0644 by 0.1.0 are tightened; a symbolic link is refused."""
+    ensure_private_dir(state_dir)
+    create_private(path)
+    for side in ("-wal", "-shm"):
+        secure_existing(path.with_name(path.name + side))
+    connection = sqlite3.connect(path, isolation_level=None, timeout=30, factory=_StateConnection)
+    connection.state_dir = state_dir
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    return connection
+
+
 def _outbox_key(path: Path) -> bytes:
-    if path.exists():
-        key = path.read_bytes()
-        if len(key) == 32:
-            return key
+    """The outbox key (also the root of the row-fingerprint key): read without following a link; a
+    missing or short one is replaced (pending batches sealed under it then cannot be read)."""
+    try:
+        key = read_private(path)
+    except FileNotFoundError:
+        key = b""
+    except OSError as exc:
+        raise storage_problem(exc, path.parent) or exc from None
+    if key == bytes(len(key)) and key:
+        raise UnsafeFileError(
+            f"the outbox key {path} is all zeros (not a key this client made); move it away and run again "
+            "(pending batches sealed under it are rebuilt by the next run's diff)"
+        )
+    if len(key) == 32:
+        return key
     key = AESGCM.generate_key(bit_length=256)
-    write_secret_file(path, key)
+    try:
+        write_secret_file(path, key)
+    except OSError as exc:
+        raise storage_problem(exc, path.parent) or exc from None
     return key
 
 
@@ -535,6 +600,8 @@ def open_state(state_dir: Path, dfes_number: str, *, read_only: bool) -> Iterato
     new one started, which the run rebuilds from the national manifest; read-only, it is an error."""
     try:
         store = StateStore.open(state_dir, dfes_number, read_only=read_only)
+    except (StateStorageError, UnsafeFileError):
+        raise  # the database is sound: a person frees space, fixes permissions or removes a link
     except StateError:
         if read_only:
             raise

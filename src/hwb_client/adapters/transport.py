@@ -33,12 +33,14 @@ from hwb_client.adapters import replies
 from hwb_client.adapters.bounded_http import ExchangeCut, Reply, exchange, watched_session
 from hwb_client.adapters.replies import PERMANENTLY_REFUSED, BatchAck, Manifest, ManifestSummary
 from hwb_client.adapters.response_keys import ResponseKey, signature_key_id, verify_answer
+from hwb_client.adapters.tls_failure import certificate_refused, tls_failure_message
 from hwb_client.errors import ApiError, Interrupted
 from hwb_client.settings import ApiSettings
 
 log = structlog.get_logger("hwb_client.transport")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The protocol version this client speaks (docs/protocol.md, "Changes in version 2"); absent means 1.
 PROTOCOL_VERSION = "2"
 
 __all__ = ["PERMANENTLY_REFUSED", "BatchAck", "Manifest", "ManifestSummary", "NationalApi", "Response"]
@@ -271,6 +273,10 @@ class NationalApi:
                 reply = self._attempt(prepared, deadline_seconds, what)
             except ExchangeCut as exc:
                 failure = exc.detail
+            except requests.exceptions.SSLError as exc:
+                if certificate_refused(exc):  # a certificate does not verify better on a retry
+                    raise ApiError(tls_failure_message(what, exc, url, self.settings.ca_bundle)) from None
+                failure = "SSLError"  # a handshake cut short: retried like a reset
             except (
                 requests.ConnectionError,
                 requests.Timeout,

@@ -180,7 +180,15 @@ def held_back_sent(snapshot: Snapshot, acknowledged: AckIndex) -> dict[Kind, int
 
 
 def _expected_update(kind: Kind, entry: Entry, previous: Acknowledged, today: dt.date) -> bool:
-    if not rollover_window(today) or previous.stable is None or entry.stable != previous.stable:
+    """Only pseudonyms changed (a national key changeover), or it is the summer rollover: from June to
+    September, only rollover fields changed and the year group stayed or went up by one."""
+    if previous.stable is None or entry.stable is None:
+        return False
+    content, _, rollover_free = entry.stable.partition(":")
+    old_content, _, old_rollover_free = previous.stable.partition(":")
+    if content == old_content:
+        return True
+    if not rollover_window(today) or rollover_free != old_rollover_free:
         return False
     old, new = previous.year_group, entry.year_group
     return old is None or new == old or new == NEXT_YEAR_GROUP.get(old)

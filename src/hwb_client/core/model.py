@@ -41,6 +41,7 @@ WIRE_FIELDS: Final[Mapping[Kind, tuple[str, ...]]] = {
         "year_group",
         "registration_group",
         "leaving_date",
+        "upn_hash_previous",  # the pseudonym under the previous national key, in a key changeover only
     ),
     Kind.STAFF: ("staff_code", "legal_forename", "legal_surname", "start_date", "leaving_date"),
     Kind.GROUP: ("group_id", "name", "group_type", "year_group"),
@@ -68,6 +69,10 @@ class WireFieldError(ValueError):
 
 _ALLOWED: Final[Mapping[Kind, frozenset[str]]] = {kind: frozenset(f) for kind, f in WIRE_FIELDS.items()}
 
+#: Fields left out of the record (not sent as null) when they have no value, so that records without them
+#: keep the digests they had before the field existed.
+OPTIONAL_WIRE_FIELDS: Final[frozenset[str]] = frozenset({"upn_hash_previous"})
+
 
 def wire_record(kind: Kind, fields: Mapping[str, WireValue]) -> WireRecord:
     """Build the record that is sent for ``kind``: exactly ``WIRE_FIELDS[kind]``, nothing more."""
@@ -75,7 +80,11 @@ def wire_record(kind: Kind, fields: Mapping[str, WireValue]) -> WireRecord:
     if not _ALLOWED[kind].issuperset(fields):
         extra = set(fields) - _ALLOWED[kind]
         raise WireFieldError(f"fields not allowed on the wire for {kind}: {sorted(extra)}")
-    return {name: fields.get(name) for name in allowed}
+    return {
+        name: fields.get(name)
+        for name in allowed
+        if name not in OPTIONAL_WIRE_FIELDS or fields.get(name) is not None
+    }
 
 
 def record_key(kind: Kind, record: Mapping[str, WireValue]) -> str:
@@ -126,10 +135,18 @@ ROLLOVER_FIELDS: Final[Mapping[Kind, frozenset[str]]] = {
 }
 
 
-def stable_form(kind: Kind, record: Mapping[str, WireValue]) -> bytes:
-    """The canonical JSON of a record without its rollover fields (kept only as a keyed digest)."""
+#: Fields that are pseudonyms of the record's identity: a national key changeover changes them in every
+#: learner, which is not a change to what the record says.
+PSEUDONYM_FIELDS: Final[frozenset[str]] = frozenset({"upn_hash", "upn_hash_previous"})
+
+
+def stable_forms(kind: Kind, record: Mapping[str, WireValue]) -> tuple[bytes, bytes]:
+    """The canonical JSON of a record without its pseudonyms, and without its rollover fields too: kept
+    only as keyed digests, they tell the guard what kind of change an update is."""
+    content = {name: value for name, value in record.items() if name not in PSEUDONYM_FIELDS}
     rollover = ROLLOVER_FIELDS[kind]
-    return canonical_json({name: value for name, value in record.items() if name not in rollover})
+    stable = {name: value for name, value in content.items() if name not in rollover}
+    return canonical_json(content), canonical_json(stable)
 
 
 #: The year group a learner moves up to at the summer rollover.

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from hwb_client.core import guard
+from hwb_client.core import guard, key_rotation
 from hwb_client.core.batches import Batch, build_batches
 from hwb_client.core.diff import AckIndex, diff
 from hwb_client.core.model import Kind, Operation
@@ -50,6 +50,9 @@ class Plan:
     #: holds a person allowed with a flag: recorded in the run report and status
     overridden: tuple[guard.Hold, ...]
     batches: list[Batch] = field(default_factory=list)
+    #: acknowledged records re-keyed for a national key changeover (kind, old key, new key): the state
+    #: database must follow before anything is sent
+    rekeyed: key_rotation.Moves = field(default_factory=list)
 
     @property
     def blocked(self) -> bool:
@@ -107,9 +110,15 @@ def plan(
     stored_digest: Callable[[str], str] | None = None,
     allowed_flags: frozenset[str] = frozenset(),
     held_before: Mapping[Kind, int] | None = None,
+    previous_hasher: Callable[[str], str] | None = None,
 ) -> Plan:
-    """Decide one school's run. ``ids`` is None for a dry run (no batches are cut)."""
-    snapshot = build_snapshot(rows, hasher, today, fingerprints, keyed)
+    """Decide one school's run. ``ids`` is None for a dry run (no batches are cut). In a national key
+    changeover (``previous_hasher``), acknowledged learners are re-keyed to their new pseudonyms first."""
+    snapshot = build_snapshot(rows, hasher, today, fingerprints, keyed, previous_hasher)
+    learners = {k: e.record for k, e in snapshot.entries[Kind.LEARNER].items() if e.record is not None}
+    moves = key_rotation.rekey_moves(learners, acknowledged)
+    if moves:
+        acknowledged = key_rotation.apply_moves(acknowledged, moves)
     # ``stored_digest``: record digests in the form the state keeps them (keyed; ``StateStore.stored_digest``)
     operations = (
         diff(snapshot, acknowledged, stored_digest) if stored_digest else diff(snapshot, acknowledged)
@@ -131,4 +140,4 @@ def plan(
             max_bytes=batch_policy.max_bytes,
             gzip_level=batch_policy.gzip_level,
         )
-    return Plan(snapshot, operations, decision, holds, overridden, batches)
+    return Plan(snapshot, operations, decision, holds, overridden, batches, moves)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hwb_client.core import validate as v
-from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, stable_form, wire_record
+from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, stable_forms, wire_record
 from hwb_client.core.upn import normalise as normalise_upn
 from hwb_client.core.validate import HeldBack, Invalid, Reason
 
@@ -46,8 +46,16 @@ class Entry:
     fingerprint: bytes | None = None
     leaving_date: dt.date | None = None
     start_date: dt.date | None = None
-    #: keyed digest of the record without the fields the summer rollover changes (mass-update rule)
+    #: keyed digests of what the record says (``CONTENT:ROLLOVER_FREE``, see ``stable_digest``)
     stable: str | None = None
+
+
+def stable_digest(keyed: Callable[[bytes], str], kind: Kind, record: WireRecord) -> str:
+    """``CONTENT:ROLLOVER_FREE``: keyed digests of the record without its pseudonyms, and without its
+    rollover fields too (``model.stable_forms``); the guard compares them to tell an expected change
+    (a key changeover, the summer rollover) from a rewrite."""
+    content, rollover_free = stable_forms(kind, record)
+    return f"{keyed(content)[:32]}:{keyed(rollover_free)[:32]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +198,7 @@ class _Builder:
             remembered,
             leaving,
             start,
-            self.keyed(stable_form(kind, record)),
+            stable_digest(self.keyed, kind, record),
         )
 
     def read(
@@ -261,7 +269,9 @@ class _Upns:
             return None
 
 
-def _learner(upns: _Upns, today: dt.date) -> Callable[[Row], Built]:
+def _learner(
+    upns: _Upns, today: dt.date, previous_hasher: Callable[[str], str] | None
+) -> Callable[[Row], Built]:
     def build(row: Row) -> Built:
         valid = v.learner(row, today, upn_parser=upns.parse)
         record = wire_record(
@@ -274,6 +284,7 @@ def _learner(upns: _Upns, today: dt.date) -> Callable[[Row], Built]:
                 "year_group": valid.year_group,
                 "registration_group": valid.registration_group,
                 "leaving_date": _iso(valid.leaving_date),
+                "upn_hash_previous": previous_hasher(valid.upn) if previous_hasher else None,
             },
         )
         return record, valid.leaving_date, valid.start_date, valid.year_group
@@ -316,11 +327,13 @@ def build_snapshot(
     today: dt.date,
     fingerprints: RowFingerprints | None = None,
     keyed: Callable[[bytes], str] | None = None,
+    previous_hasher: Callable[[str], str] | None = None,
 ) -> Snapshot:
     """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason.
 
     ``keyed`` keys the stable digests with the school's local secret (the state database keeps them);
-    without it they are plain SHA-256."""
+    without it they are plain SHA-256. During a national key changeover ``previous_hasher`` gives each
+    learner's ``upn_hash_previous``."""
     b = _Builder(
         today,
         keyed or _plain,
@@ -329,7 +342,12 @@ def build_snapshot(
     )
     upns = _Upns(hasher)
     b.read(
-        Kind.LEARNER, rows.learners, _learner(upns, today), Reason.UPN_DUPLICATE, upns.held_key, upns.known
+        Kind.LEARNER,
+        rows.learners,
+        _learner(upns, today, previous_hasher),
+        Reason.UPN_DUPLICATE,
+        upns.held_key,
+        upns.known,
     )
     b.read(
         Kind.STAFF, rows.staff, _staff, Reason.STAFF_CODE_DUPLICATE, lambda r: _stripped(r.get("staff_code"))

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hwb_client.errors import RunInProgress
+from hwb_client.platform.filesystem import ensure_private_dir, open_private, storage_problem
 
 
 def _try_lock(fd: int) -> bool:
@@ -37,9 +38,12 @@ def _try_lock(fd: int) -> bool:
 @contextlib.contextmanager
 def school_lock(state_dir: Path, dfes_number: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold the school's run lock, waiting up to ``wait_seconds``; raise ``RunInProgress`` if taken."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(state_dir)
     path = state_dir / f"{dfes_number}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)  # a symbolic link here is refused, never followed
+    except OSError as exc:
+        raise storage_problem(exc, state_dir) or exc from None
     try:
         deadline = time.monotonic() + wait_seconds
         while not _try_lock(fd):
@@ -49,8 +53,11 @@ def school_lock(state_dir: Path, dfes_number: str, *, wait_seconds: float = 0.0)
                     "wait for it to finish, or check `hwb-client status`"
                 )
             time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:
+            raise storage_problem(exc, state_dir) or exc from None
         yield
     finally:
         os.close(fd)
