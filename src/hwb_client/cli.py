@@ -1,7 +1,7 @@
 """The command line: argument parsing, exit codes, and turning errors into one clear line. Nothing else.
 
     hwb-client --run-now [--school DFES] [--dry-run] [--as-of DATE] [--allow-mass-removal]
-                         [--allow-mass-update] [--wait SECONDS]
+                         [--allow-mass-update] [--wait SECONDS] [--verify]
     hwb-client enrol --school DFES --code CODE
     hwb-client rotate-key --school DFES
     hwb-client status [--school DFES] [--json | --nagios]
@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--school", metavar="DFES", help="only this school (7-digit DfES number)")
     parser.add_argument("--dry-run", action="store_true", help="with --run-now: print the plan; send nothing")
     parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="with --run-now: compare the acknowledged state with the national manifest and repair it",
+    )
+    parser.add_argument(
         "--allow-mass-removal",
         action="store_true",
         help="with --run-now: allow this one run past the guard's removal and hold-back rules (after "
@@ -107,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", help="check this server is ready to run (keys, enrolment, ODBC, directories, terms)"
     )
     check.add_argument(
-        "--connect", action="store_true", help="also open each MIS, count each query's rows, ask the API's /healthz"
+        "--connect",
+        action="store_true",
+        help="also open each MIS, count each query's rows, ask the API's /healthz",
     )
     return parser
 
@@ -297,6 +304,7 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
             stop=stop,
             lock_wait_seconds=args.wait,
             today=args.as_of,
+            verify_state=args.verify,
         )
         if progress is not None:
             progress.finished(result, school.name, time.monotonic() - started)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import structlog
 
+from hwb_client.adapters.replies import OperationResult
 from hwb_client.adapters.state import PendingBatch, PendingOp, StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core.batches import Batch
@@ -26,10 +27,6 @@ from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, add
 
 log = structlog.get_logger("hwb_client.delivery")
-
-#: Statuses that refuse a request's bytes for good (retrying the same body can never succeed): a batch
-#: so refused is set aside. Authentication (401/403) and unknown schools (404) are fixed by a person.
-PERMANENTLY_REFUSED = frozenset({400, 409, 413, 415, 422})
 
 
 def freeze(batch: Batch, decided: Plan) -> PendingBatch:
@@ -58,9 +55,11 @@ def send(
     state.note_attempt(batch.batch_id)
     sent_at = time.monotonic()
     try:
-        response = api.post_batch(result.dfes_number, batch.batch_id, batch.body, batch.content_encoding)
+        ack = api.post_batch(
+            result.dfes_number, batch.batch_id, batch.body, batch.content_encoding, len(batch.ops)
+        )
     except ApiError as exc:
-        if exc.status in PERMANENTLY_REFUSED:
+        if exc.permanent:
             # The server will never take these bytes: drop the batch (state did not advance, so the next
             # run's diff rebuilds what it held) rather than retrying it forever.
             state.discard(batch.batch_id)
@@ -68,11 +67,8 @@ def send(
         raise
     api_seconds = time.monotonic() - sent_at
     failpoint("after_server_ack")
-    results = response.body.get("results") if isinstance(response.body, dict) else None
-    if not isinstance(results, list) or len(results) != len(batch.ops):
-        raise ApiError(f"batch {batch.batch_id}: the national API answered without one result per operation")
-    tally = state.acknowledge(batch, results)
-    _count_results(result, batch, results)
+    tally = state.acknowledge(batch, ack.results)
+    _count_results(result, batch, ack.results)
     bound.info(
         "batch_acknowledged",
         batch_id=batch.batch_id,
@@ -83,28 +79,24 @@ def send(
         applied=tally.get("applied", 0),
         unchanged=tally.get("unchanged", 0),
         refused=tally.get("refused", 0),
-        replayed=response.headers.get("Idempotent-Replayed") == "true",
+        replayed=ack.replayed,
     )
 
 
-def _count_results(result: RunResult, batch: PendingBatch, results: list[Mapping[str, object]]) -> None:
+def _count_results(result: RunResult, batch: PendingBatch, results: Sequence[OperationResult]) -> None:
     for pending, answer in zip(batch.ops, results, strict=True):
-        if answer.get("status") == "refused":
-            add(result.refused_by_kind, pending.kind.value, str(answer.get("reason", "unknown")))
+        if answer.status == "refused":
+            add(result.refused_by_kind, pending.kind.value, answer.reason or "unknown")
         else:
             add(result.sent, pending.kind.value, pending.op.value)
 
 
 def reconcile(api: NationalApi, state: StateStore, dfes: str) -> int:
     """Rebuild lost local state from the national manifest, so nothing is re-sent or duplicated."""
-    records = []
-    for item in api.manifest(dfes).get("records", []):
-        try:
-            kind = Kind(item["kind"])
-        except (KeyError, ValueError, TypeError):
-            continue
-        status = LEFT if item.get("status") == LEFT else ACTIVE
-        records.append((kind, str(item["key"]), str(item["digest"]), status, item.get("account_id")))
+    records = [
+        (Kind(r.kind), r.key, r.digest, LEFT if r.status == LEFT else ACTIVE, r.account_id)
+        for r in api.manifest(dfes).records
+    ]
     count = state.replace_acknowledged(records)
     log.info("state_reconciled", dfes=dfes, records=count)
     return count

@@ -14,6 +14,7 @@ from hwb_client.adapters.signing import (
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.errors import ApiError, EnrolmentError
 from hwb_client.settings import SchoolSettings, Settings
+from hwb_client.trust import pin_from_enrolment
 
 
 def signer_for(settings: Settings, school: SchoolSettings) -> RequestSigner:
@@ -35,6 +36,7 @@ def enrol(settings: Settings, school: SchoolSettings, code: str) -> tuple[str, P
         raise EnrolmentError(f"school {school.dfes_number}: enrolment refused: {exc.message}") from None
     finally:
         api.close()
+    pin_from_enrolment(settings, school, answer)  # the national response key (protocol 2)
     return str(answer.get("key_id") or key_id_for(school.dfes_number, key.public_key())), path
 
 

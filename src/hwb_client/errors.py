@@ -20,6 +20,8 @@ Exit codes (documented in the README; only ``cli.py`` maps errors to them):
 
 from __future__ import annotations
 
+from hwb_client.redaction import without_credentials
+
 
 class HwbClientError(Exception):
     """Something went wrong that a person can act on."""
@@ -27,6 +29,7 @@ class HwbClientError(Exception):
     exit_code = 70
 
     def __init__(self, message: str) -> None:
+        message = without_credentials(message)  # a proxy URL's password never reaches a person or a log
         super().__init__(message)
         self.message = message
 
@@ -61,10 +64,19 @@ class ApiError(HwbClientError):
 
     exit_code = 5
 
-    def __init__(self, message: str, *, status: int | None = None, problem_type: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        problem_type: str | None = None,
+        permanent: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.problem_type = problem_type
+        #: the request's bytes are refused for good (a batch or report so refused is set aside)
+        self.permanent = permanent
 
 
 class RunBlocked(HwbClientError):

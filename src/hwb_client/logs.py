@@ -2,7 +2,8 @@
 
 Events have stable snake_case names (``run_started``, ``batch_acknowledged``, ``record_held_back``) and
 key-value context (``dfes``, ``run_id``, ``batch_seq``, ``reason``); never personal data. ``redact`` is a
-second line of defence: it masks anything shaped like a UPN and any value under a personal-data key.
+second line of defence: it masks anything shaped like a UPN, any value under a personal-data key and the
+credentials in any URL (``http://user:password@proxy`` becomes ``http://[redacted]@proxy``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import structlog
 
 from hwb_client.platform.filesystem import PrivateRotatingFileHandler
+from hwb_client.redaction import without_credentials
 
 _UPN_LIKE = re.compile(r"\b[A-Z][0-9]{11}[0-9A-Z]\b")
 _PERSONAL_KEYS = frozenset(
@@ -45,7 +47,7 @@ REDACTED = "[redacted]"
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _UPN_LIKE.sub("[redacted-upn]", value)
+        return without_credentials(_UPN_LIKE.sub("[redacted-upn]", value))
     if isinstance(value, dict):
         return {k: (REDACTED if str(k).lower() in _PERSONAL_KEYS else _scrub(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

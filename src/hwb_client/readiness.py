@@ -169,7 +169,9 @@ def _terms(settings: Settings, today: dt.date) -> tuple[list[str], list[str]]:
             "add your LA's [[schedule.terms]] entries"
         ], []
     if cal.last_day < today:
-        return [f"schedule.terms: the term dates ended on {cal.last_day}; add the next academic year's [[schedule.terms]]"], []
+        return [
+            f"schedule.terms: the term dates ended on {cal.last_day}; add the next academic year's [[schedule.terms]]"
+        ], []
     return [], [f"term dates until {cal.last_day} ({(cal.last_day - today).days} days)"]
 
 

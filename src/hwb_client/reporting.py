@@ -21,9 +21,6 @@ from hwb_client.settings import SchoolSettings, Settings
 
 log = structlog.get_logger("hwb_client.reporting")
 
-#: Statuses that refuse a report's bytes for good (see ``run.PERMANENTLY_REFUSED``).
-PERMANENTLY_REFUSED = frozenset({400, 409, 413, 415, 422})
-
 
 def finish_stale_runs(state: StateStore, current_run_id: str) -> None:
     """Runs that started and never finished (the process was stopped) are closed as failed."""
@@ -55,7 +52,7 @@ def deliver_reports(state: StateStore, api: NationalApi, dfes: str, result: RunR
             failpoint("while_reporting")
             api.post_run_report(dfes, row.report)
         except ApiError as exc:
-            if exc.status in PERMANENTLY_REFUSED:
+            if exc.permanent:  # refused for good (adapters.replies.PERMANENTLY_REFUSED)
                 state.mark_reported(row.run_id)
                 bound.error("run_report_refused", report_run_id=row.run_id, status=exc.status)
                 continue

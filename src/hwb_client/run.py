@@ -8,14 +8,13 @@ the national API), whatever happened.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import threading
 import uuid
 from dataclasses import dataclass
 
 import structlog
 
-from hwb_client import __version__
+from hwb_client import __version__, trust, verify
 from hwb_client.adapters.national_key import keys_in_use
 from hwb_client.adapters.odbc_source import MisSource, load_profile
 from hwb_client.adapters.state import StateStore, open_state
@@ -28,8 +27,10 @@ from hwb_client.delivery import freeze, reconcile, send, with_reading_failpoint
 from hwb_client.enrolment import signer_for
 from hwb_client.errors import HwbClientError, Interrupted, RunBlocked, StateStorageError
 from hwb_client.operator.after_run import after_run
+from hwb_client.operator.monitoring import held_back_to_log
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.platform.lock import school_lock
+from hwb_client.platform.users import os_user
 from hwb_client.reporting import deliver_reports, finish_stale_runs, report_without_state
 from hwb_client.run_result import RunResult, utcnow
 from hwb_client.settings import SchoolSettings, Settings
@@ -45,6 +46,7 @@ class _Run:
     stop: threading.Event
     today: dt.date
     allowed: frozenset[str]
+    verify_state: bool = False
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:
@@ -60,13 +62,14 @@ def run_school(
     stop: threading.Event | None = None,
     lock_wait_seconds: float = 0.0,
     today: dt.date | None = None,
+    verify_state: bool = False,
 ) -> RunResult:
     """Run one school on ``today`` (default: the date now). ``allow`` holds the guard flags a person
     gave (``--allow-mass-removal``, ``--allow-mass-update``). Raises ``RunInProgress`` when the school
     is locked and ``ConfigError`` for a bad setting; any other failure is returned as a failed run."""
     day = today or dt.date.today()
     result = RunResult(school.dfes_number, str(uuid.uuid4()), dry_run=dry_run, as_of=today)
-    run = _Run(settings, school, result, stop or threading.Event(), day, allow)
+    run = _Run(settings, school, result, stop or threading.Event(), day, allow, verify_state)
     if dry_run:
         with open_state(settings.client.state_dir, school.dfes_number, read_only=True) as state:
             _dry_run(run, state)
@@ -92,6 +95,7 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi) -> None:
     state.start_run(result.run_id, result.started_at)
     run.log.info("run_started", version=__version__, as_of=run.today.isoformat())
     try:
+        trust.pin_response_keys(run.settings, run.school, api)  # answers must be signed by a pinned key
         _recover(run, state, api)
         decided = _plan(run, state, live=True)
         failpoint("after_diff")
@@ -155,6 +159,9 @@ def _recover(run: _Run, state: StateStore, api: NationalApi) -> None:
         run.log.info("outbox_resent", batches=len(pending))
     if state.needs_reconcile():
         reconcile(api, state, run.school.dfes_number)
+    now = dt.datetime.now(dt.UTC)
+    if run.verify_state or verify.is_due(state, now, run.settings.api.verify_every_days):
+        verify.verify(api, state, run.school.dfes_number, now)  # anti-entropy: may forget what to resend
 
 
 def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
@@ -179,24 +186,26 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
             ids=BatchIds(result.run_id, keys.current.key_id, lambda: str(uuid.uuid4())) if live else None,
             fingerprints=fingerprints,
             keyed=state.keyed,
+            stored_digest=state.stored_digest,
             allowed_flags=run.allowed,
             held_before=state.held_before(),
             previous_hasher=keys.previous,
         )
     finally:
         source.close()
-    _note_plan(run, decided)
+    _note_plan(run, state, decided, live=live)
     return decided
 
 
-def _note_plan(run: _Run, decided: Plan) -> None:
+def _note_plan(run: _Run, state: StateStore, decided: Plan, *, live: bool) -> None:
     snapshot, result = decided.snapshot, run.result
     for kind in Kind:
         run.log.info(
             "source_read", kind=kind.value, rows=snapshot.rows_read[kind], valid=snapshot.count(kind)
         )
-    for held in snapshot.held_back:
+    for held in held_back_to_log(state, snapshot, remember=live):  # only when a record's reason changed
         run.log.info("record_held_back", kind=held.kind.value, ref=held.ref, reason=held.reason.value)
+    result.rows_read = sum(snapshot.rows_read.values())
     result.planned = decided.counts()
     result.held_back_by_kind = decided.held_back_by_kind()
     result.held_back_details = [
@@ -205,15 +214,8 @@ def _note_plan(run: _Run, decided: Plan) -> None:
     ]
     result.upcoming = decided.upcoming(run.today)
     result.holds = [hold.to_report() for hold in decided.holds]
-    user = _os_user()
+    user = os_user()
     result.overrides = [{**hold.to_report(), "user": user} for hold in decided.overridden]
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no name for this uid (a container, a service without a home)
-        return "unknown"
 
 
 def _check_holds(run: _Run, decided: Plan) -> None:

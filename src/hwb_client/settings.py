@@ -97,6 +97,13 @@ class ApiSettings(_Section):
     backoff_base_seconds: float = Field(1.0, ge=0, le=60)
     backoff_max_seconds: float = Field(60.0, ge=0, le=900)
     give_up_after_seconds: float = Field(600.0, gt=0, le=86400)
+    #: the whole of one exchange (connect, send, every byte of the reply), whatever the server's pace
+    request_deadline_seconds: float = Field(300.0, gt=0, le=3600)
+    #: a reply's size cap, before and after decompression
+    max_reply_bytes: int = Field(64 * 1024 * 1024, ge=65536, le=1024 * 1024 * 1024)
+    #: compare the acknowledged state with the national manifest when the last check is this old (0: only
+    #: on ``--run-now --verify``)
+    verify_every_days: int = Field(7, ge=0, le=366)
 
     @field_validator("ca_bundle")
     @classmethod
@@ -270,8 +277,10 @@ class SchoolSettings(_Section):
         elif self.odbc_password_credential and not (self.odbc_password_env or self.odbc_password_file):
             raise ConfigError(
                 f"schools[{self.dfes_number}].odbc_password_credential: "
-                + missing_credential_fix(self.odbc_password_credential, "/etc/hwb-client/credentials/"
-                                         + self.odbc_password_credential)
+                + missing_credential_fix(
+                    self.odbc_password_credential,
+                    "/etc/hwb-client/credentials/" + self.odbc_password_credential,
+                )
             )
         elif self.odbc_password_env:
             password = os.environ.get(self.odbc_password_env)

@@ -120,7 +120,7 @@ def year6_state(lab: Lab, movers: tuple[str, ...] | list[str]) -> str:
 def learner_accounts(lab: Lab, dfes: str) -> dict[str, dict[str, str]]:
     api = lab.api(dfes)
     try:
-        records = api.manifest(dfes)["records"]
+        records = api.manifest_document(dfes)["records"]  # as sent: protocol 2's calendar fields too
     finally:
         api.close()
     return {r["key"]: r for r in records if r["kind"] == "learner"}

@@ -8,7 +8,9 @@ logged with its traceback, but no bad input is meant to reach that path (the fuz
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -37,6 +39,7 @@ from hwb_sandbox.signatures import (
     BATCH_COMPONENTS,
     BODY_COMPONENTS,
     GET_COMPONENTS,
+    ResponseKeyring,
     SignedRequest,
     verify_request,
 )
@@ -66,6 +69,8 @@ URL_MAP: Final = Map(
         Rule("/v1/schools/<dfes>/status", endpoint="status", methods=["GET"]),
         Rule("/v1/schools/<dfes>/manifest", endpoint="manifest", methods=["GET"]),
         Rule("/v1/schools/<dfes>/records/lookup", endpoint="lookup_records", methods=["POST"]),
+        Rule("/v1/schools/<dfes>/manifest/summary", endpoint="manifest_summary", methods=["GET"]),
+        Rule("/v1/response-keys", endpoint="response_keys", methods=["GET"]),
     ],
     strict_slashes=False,
     merge_slashes=False,
@@ -184,6 +189,40 @@ def idempotency_key(request: Request) -> str:
     return value
 
 
+def protocol_version(request: Request) -> int:
+    """The protocol version the client speaks: its ``Hwb-Protocol`` header (absent or unreadable: 1)."""
+    return national.protocol_version(request.headers.get("Hwb-Protocol"))
+
+
+def kind_summaries(records: Iterable[Mapping[str, Any]], digest_key: bytes) -> dict[str, dict[str, Any]]:
+    """Per kind: the count, and SHA-256 over sorted ``key TAB status TAB keyed-digest LF`` lines, where
+    keyed-digest is ``hmac-sha-256:`` + hex(HMAC-SHA256(digest_key, digest)) (docs/protocol.md)."""
+    lines: dict[str, list[str]] = {kind: [] for kind in ("learner", "staff", "group", "membership")}
+    for record in records:
+        keyed = hmac.new(digest_key, str(record["digest"]).encode("ascii"), hashlib.sha256).hexdigest()
+        lines.setdefault(str(record["kind"]), []).append(
+            f"{record['key']}\t{record['status']}\thmac-sha-256:{keyed}\n"
+        )
+    return {
+        kind: {
+            "count": len(found),
+            "digest": "sha-256:" + hashlib.sha256("".join(sorted(found)).encode("utf-8")).hexdigest(),
+        }
+        for kind, found in lines.items()
+    }
+
+
+def _digest_key(request: Request) -> bytes:
+    raw = request.headers.get("Hwb-Digest-Key") or ""
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)) if raw.isascii() else b""
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise Problem("validation-failed", "Hwb-Digest-Key must be the base64url of 32 bytes")
+    return key
+
+
 Handler = Callable[..., Response]
 
 
@@ -194,6 +233,8 @@ class SandboxApp:
         self.store = store
         self.public_url = public_url
         self._openapi_bytes = json.dumps(openapi.document(), ensure_ascii=False, indent=2).encode("utf-8")
+        self.response_keys = ResponseKeyring.for_database(store.path)
+        self.response_signer = self.response_keys.current
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
@@ -218,11 +259,14 @@ class SandboxApp:
         except Exception:
             log.exception("request_failed endpoint=%s", endpoint)
             response = problem_response(Problem("internal-error", "the sandbox failed; see its log"))
+        if request.path.startswith("/v1/"):
+            self._sign_response(request, response)
         log_event(
             "request_handled",
             method=request.method,
             endpoint=endpoint,
             status=response.status_code,
+            protocol=protocol_version(request),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
         return response(environ, start_response)
@@ -245,6 +289,14 @@ class SandboxApp:
         )
         key_id = verify_request(self.store, dfes, signed, components)
         return key_id, body
+
+    def _sign_response(self, request: Request, response: Response) -> None:
+        """Sign every /v1 answer with the national response key (v2; harmless extra headers for v1)."""
+        answered = SignedRequest.build(
+            request.method, target_uri(request.environ, self.public_url), request.headers.items(), b""
+        )
+        signer = request.environ.get("hwb.response_signer", self.response_signer)
+        signer.sign(answered, response.status_code, response.headers, response.get_data(), self.store.clock())
 
     # -- public documents ------------------------------------------------------------------------------------
 
@@ -272,9 +324,14 @@ class SandboxApp:
             log_event("enrolment_refused", dfes=enrolment.dfes_number)
             raise Problem("enrolment-code-invalid", str(exc)) from exc
         log_event("school_enrolled", dfes=school.dfes_number, key_id=key_id)
-        return json_response(
-            {"dfes_number": school.dfes_number, "key_id": key_id, "school_name": school.name}, status=201
-        )
+        answer: dict[str, Any] = {
+            "dfes_number": school.dfes_number,
+            "key_id": key_id,
+            "school_name": school.name,
+        }
+        if protocol_version(request) >= 2:
+            answer["response_key"] = self.response_signer.public()  # v2: the key the client pins
+        return json_response(answer, status=201)
 
     def on_add_key(self, request: Request, dfes: str) -> Response:
         self._school(dfes)
@@ -368,9 +425,7 @@ class SandboxApp:
     def on_manifest(self, request: Request, dfes: str) -> Response:
         school = self._school(dfes)
         self._verified(request, dfes, GET_COMPONENTS)
-        records = self.store.manifest(
-            dfes, protocol=national.protocol_version(request.headers.get("Hwb-Protocol"))
-        )
+        records = self.store.manifest(dfes, protocol=protocol_version(request))
         return json_response({"dfes_number": school.dfes_number, "records": records})
 
     def on_lookup_records(self, request: Request, dfes: str) -> Response:
@@ -381,6 +436,22 @@ class SandboxApp:
         records = [self.store.lookup(dfes, ref.kind, ref.key) for ref in lookup.records]
         log_event("records_looked_up", dfes=dfes, records=len(records))
         return json_response({"dfes_number": school.dfes_number, "records": records})
+
+    def on_manifest_summary(self, request: Request, dfes: str) -> Response:
+        school = self._school(dfes)
+        self._verified(request, dfes, GET_COMPONENTS)
+        summary = kind_summaries(self.store.manifest(dfes), _digest_key(request))
+        return json_response({"dfes_number": school.dfes_number, "kinds": summary})
+
+    def on_response_keys(self, request: Request) -> Response:
+        """The current key, signed by the current key or by ``?signed_by=KEY_ID`` (a previous one)."""
+        wanted = request.args.get("signed_by")
+        if wanted is not None:
+            signer = self.response_keys.by_id.get(wanted)
+            if signer is None:
+                raise Problem("not-found", "no such response key")
+            request.environ["hwb.response_signer"] = signer
+        return json_response({"keys": [self.response_signer.public()]})
 
 
 def _public_key(value: str) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 from hwb_sandbox import openapi
 from hwb_sandbox.schemas import DFES_PATTERN
 from hwb_sandbox.server import ConnectionLimits, ServeOptionError, TlsFiles, configure_logging, serve
+from hwb_sandbox.signatures import ResponseKeyring
 from hwb_sandbox.store import DEFAULT_CODE_VALID_DAYS, SandboxStore
 
 EXIT_OK = 0
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     accounts.add_argument("--db", type=Path, required=True)
     accounts.add_argument("--dfes", required=True)
     accounts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    rotate = commands.add_parser(
+        "rotate-response-key",
+        help="make a new national response key; the old one only vouches for it (restart serve)",
+    )
+    rotate.add_argument("--db", type=Path, required=True)
 
     clock = commands.add_parser(
         "clock",
@@ -281,6 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _schools(args)
     if args.command == "accounts":
         return _accounts(args)
+    if args.command == "rotate-response-key":
+        _out(ResponseKeyring.rotate(args.db).key_id)
+        return EXIT_OK
+
     if args.command == "clock":
         return _clock(args)
     _out(json.dumps(openapi.document(), ensure_ascii=False, indent=2))

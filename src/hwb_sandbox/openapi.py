@@ -22,9 +22,11 @@ from hwb_sandbox.schemas import (
     KeyRequest,
     KeyResponse,
     Manifest,
+    ManifestSummary,
     ProblemDocument,
     RecordLookup,
     RecordLookupResult,
+    ResponseKeys,
     RunReport,
     RunReportAck,
     Status,
@@ -49,6 +51,8 @@ _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     RecordLookupResult,
     RunReportAck,
     Status,
+    ManifestSummary,
+    ResponseKeys,
 )
 
 _SIGNATURE_HEADERS: Final = [
@@ -257,7 +261,43 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/schools/{dfes}/manifest/summary": {
+            "get": {
+                "operationId": "manifestSummary",
+                "summary": "Per kind, a count and a digest keyed with the client's Hwb-Digest-Key (v2)",
+                "parameters": [*signed_get, _DIGEST_KEY_HEADER],
+                "responses": {
+                    "200": _json(ManifestSummary, "Summary"),
+                    **_problems(*_SIGNED_PROBLEMS, "validation-failed"),
+                },
+            }
+        },
+        "/v1/response-keys": {
+            "get": {
+                "operationId": "responseKeys",
+                "summary": "The national API's response-signing keys (v2; the answer is signed by them)",
+                "parameters": [
+                    {
+                        "name": "signed_by",
+                        "in": "query",
+                        "required": False,
+                        "description": "sign the answer with this (previous) response key: rotation",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _json(ResponseKeys, "Keys"), **_problems("not-found")},
+            }
+        },
     }
+
+
+_DIGEST_KEY_HEADER: Final = {
+    "name": "Hwb-Digest-Key",
+    "in": "header",
+    "required": True,
+    "description": "base64url of the school's 32-byte state-digest key (see docs/protocol.md)",
+    "schema": {"type": "string"},
+}
 
 
 def _schemas() -> dict[str, Any]:

@@ -200,10 +200,35 @@ class EnrolmentRequest(_Model):
     public_key: PublicKeyB64
 
 
+class ResponseKey(_Model):
+    """The national API's response-signing key (protocol version 2)."""
+
+    key_id: str
+    public_key: str
+    alg: Literal["ed25519"] = "ed25519"
+
+
+class ResponseKeys(_Model):
+    keys: list[ResponseKey]
+
+
 class EnrolmentResponse(_Model):
     dfes_number: str
     key_id: str
     school_name: str
+    response_key: ResponseKey | None = None
+
+
+class KindSummary(_Model):
+    count: int
+    digest: str
+
+
+class ManifestSummary(_Model):
+    """Per kind: the record count and a digest over its records' keys, statuses and keyed digests."""
+
+    dfes_number: str
+    kinds: dict[str, KindSummary]
 
 
 class KeyRequest(_Model):

@@ -9,16 +9,23 @@ nonce remembered, so that a forged request cannot burn a genuine client's nonce 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import http_sf
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from http_message_signatures import (
     ContentDigest,
     HTTPMessageSignaturesException,
+    HTTPMessageSigner,
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
     algorithms,
@@ -167,3 +174,138 @@ def _check_content_digest(request: SignedRequest) -> None:
         raise Problem(
             "signature-invalid", f"Content-Digest does not match the body as sent (RFC 9530): {exc}"
         ) from exc
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Signing responses (protocol version 2): the national API's own key signs every /v1 answer.
+
+RESPONSE_TAG: Final = "hwb-response"
+RESPONSE_COMPONENTS: Final = ("@status", "content-digest", '"@method";req', '"@target-uri";req')
+
+
+class _ResponseFields:
+    """A Werkzeug response's headers as the signature library writes them (names, items, set, delete)."""
+
+    def __init__(self, headers: Any) -> None:
+        self._headers = headers
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._headers.items())
+
+    def __iter__(self) -> Any:
+        return iter(dict.fromkeys(name for name, _ in self._headers.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._headers
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._headers[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._headers[name]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status_code: int
+    headers: _ResponseFields
+    request: SignedRequest
+
+
+class _PrivateKey(HTTPSignatureKeyResolver):
+    def __init__(self, key_id: str, private_key: Ed25519PrivateKey) -> None:
+        self.key_id = key_id
+        self.private_key = private_key
+
+    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    def resolve_private_key(self, key_id: str) -> Ed25519PrivateKey:
+        return self.private_key
+
+
+class ResponseSigner:
+    """The national response key: kept in a PEM file beside the sandbox database (created on first use)."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self.private_key = private_key
+        raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key_b64 = base64.b64encode(raw).decode("ascii")
+        self.key_id = "hwb-national:" + hashlib.sha256(raw).hexdigest()[:16]
+        self._signer = HTTPMessageSigner(
+            signature_algorithm=algorithms.ED25519, key_resolver=_PrivateKey(self.key_id, private_key)
+        )
+
+    @classmethod
+    def from_file(cls, path: Path) -> ResponseSigner:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return cls(key)
+
+    @classmethod
+    def create(cls, path: Path) -> ResponseSigner:
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        return cls(key)
+
+    @classmethod
+    def for_database(cls, db_path: Path) -> ResponseSigner:
+        path = current_key_path(db_path)
+        return cls.from_file(path) if path.exists() else cls.create(path)
+
+    def public(self) -> dict[str, str]:
+        return {"key_id": self.key_id, "public_key": self.public_key_b64, "alg": "ed25519"}
+
+    def sign(self, request: SignedRequest, status: int, headers: Any, body: bytes, created: float) -> None:
+        """Sign a response in place: ``@status``, its Content-Digest and the request's method, target URI
+        and (when present) ``Idempotency-Key``, so an acknowledgement is bound to the batch it answers."""
+        covered = list(RESPONSE_COMPONENTS)
+        if request.header("Idempotency-Key") is not None:
+            covered.append('"idempotency-key";req')
+        for name in ("Signature", "Signature-Input", "Content-Digest"):
+            if name in headers:
+                del headers[name]
+        self._signer.sign(
+            _Answer(status, _ResponseFields(headers), request),
+            key_id=self.key_id,
+            created=dt.datetime.fromtimestamp(created, dt.UTC),
+            label=LABEL,
+            tag=RESPONSE_TAG,
+            include_alg=True,
+            covered_component_ids=tuple(covered),
+            body=body,
+        )
+
+
+def current_key_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".response-key.pem")
+
+
+class ResponseKeyring:
+    """The current response key, and previous ones kept only to vouch for it (``rotate``).
+
+    A client that pinned a previous key asks ``GET /v1/response-keys?signed_by=PREVIOUS`` and gets the
+    current key listed in an answer signed by the key it trusts (docs/protocol.md, rotation)."""
+
+    def __init__(self, current: ResponseSigner, previous: Sequence[ResponseSigner]) -> None:
+        self.current = current
+        self.by_id = {signer.key_id: signer for signer in (*previous, current)}
+
+    @classmethod
+    def for_database(cls, db_path: Path) -> ResponseKeyring:
+        previous = sorted(db_path.parent.glob(db_path.name + ".response-key.previous-*.pem"))
+        return cls(ResponseSigner.for_database(db_path), [ResponseSigner.from_file(p) for p in previous])
+
+    @staticmethod
+    def rotate(db_path: Path) -> ResponseSigner:
+        """Keep the current key as a previous one and make a new current key (restart the server)."""
+        current = current_key_path(db_path)
+        if current.exists():
+            old = ResponseSigner.from_file(current)
+            thumb = old.key_id.rsplit(":", 1)[-1]
+            current.rename(db_path.with_name(f"{db_path.name}.response-key.previous-{thumb}.pem"))
+        return ResponseSigner.create(current)

@@ -646,6 +646,7 @@ def _purge_learners(conn: sqlite3.Connection, today: dt.date) -> int:
             (len(suffix), suffix),
         )
         conn.execute("DELETE FROM school_records WHERE kind = 'learner' AND account_id = ?", (account[0],))
+        # every pseudonym the account was known by (national key rotation) goes with it
         conn.execute("DELETE FROM learner_pseudonyms WHERE account_id = ?", (account[0],))
         conn.execute("DELETE FROM learner_accounts WHERE account_id = ?", (account[0],))
     return len(due)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ PRIMARY = ("6612001", "Ysgol Gynradd Llanfair")
 def manifest(lab, dfes="6612001"):
     api = lab.api(dfes)
     try:
-        return {(r["kind"], r["key"]): r for r in api.manifest(dfes)["records"]}
+        return {(r.kind, r.key): dataclasses.asdict(r) for r in api.manifest(dfes).records}
     finally:
         api.close()
 

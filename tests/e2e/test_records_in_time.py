@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -16,7 +17,9 @@ def learner_record(lab, n):
     key = load_national_key(lab.national_key_file)(upn(n))
     api = lab.api("6612001")
     try:
-        records = {r["key"]: r for r in api.manifest("6612001")["records"] if r["kind"] == "learner"}
+        records = {
+            r.key: dataclasses.asdict(r) for r in api.manifest("6612001").records if r.kind == "learner"
+        }
     finally:
         api.close()
     return records.get(key)

@@ -6,10 +6,12 @@ sent to a sandbox, then a second run killed with one batch frozen in the outbox.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 from pathlib import Path
 
+from hwb_client.adapters.response_keys import pin_path
 from hwb_client.adapters.state import MIGRATIONS
 from hwb_demo.lab import Lab, LabSchool
 from hwb_sandbox.testing import SandboxProcess
@@ -21,6 +23,9 @@ DFES, NAME = "6612001", "Ysgol Gynradd Llanfair"
 def test_a_0_1_0_state_is_migrated_in_place_and_resends_only_its_pending_batch(tmp_path: Path) -> None:
     shutil.copytree(FIXTURE, tmp_path / "school")
     root = tmp_path / "school"
+    for secret in (root / "lab" / "state").rglob("*"):  # git keeps no owner-only modes
+        if secret.is_file() and secret.suffix in {".pem", ".key"}:
+            secret.chmod(0o600)
     state_db = root / "lab" / "state" / f"{DFES}.sqlite3"
     before = sqlite3.connect(state_db)
     assert before.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
@@ -37,9 +42,11 @@ def test_a_0_1_0_state_is_migrated_in_place_and_resends_only_its_pending_batch(t
         assert "planned: none" in first.stdout
         second = lab.cli("--run-now", "--as-of", "2026-12-02")
         assert second.returncode == 0 and "0 change(s) sent in 0 batch(es)" in second.stdout
+        verified = lab.cli("--run-now", "--verify", "--as-of", "2026-12-02")
+        assert verified.returncode == 0 and "0 change(s) sent" in verified.stdout
         api = lab.api(DFES)
         try:
-            records = api.manifest(DFES)["records"]
+            records = [dataclasses.asdict(r) for r in api.manifest(DFES).records]
         finally:
             api.close()
     after = sqlite3.connect(state_db)
@@ -49,5 +56,11 @@ def test_a_0_1_0_state_is_migrated_in_place_and_resends_only_its_pending_batch(t
     assert after.execute(
         "SELECT count(*) FROM acknowledged WHERE stable IS NULL AND kind = 'learner'"
     ).fetchone() == (0,)
+    # 0.1.0's plain record digests were keyed in place (the state alone gives nothing to guess against)
+    assert after.execute(
+        "SELECT count(*) FROM acknowledged WHERE digest NOT LIKE 'hmac-sha-256:%'"
+    ).fetchone() == (0,)
     after.close()
+    # the national response key, which 0.1.0 never learned, was pinned on the first run (no new code)
+    assert pin_path(root / "lab" / "state" / "keys" / f"{DFES}.pem").exists()
     assert sum(1 for r in records if r["kind"] == "learner" and r["status"] == "active") == 30

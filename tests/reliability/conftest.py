@@ -168,6 +168,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 _AREA_ORDER = [
     "test_crash_matrix",
     "test_network_faults",
+    "test_hostile_server",
     "test_mis_faults",
     "test_lost_state",
     "test_properties",
@@ -178,6 +179,9 @@ _AREA_ORDER = [
     "test_local_files",
     "test_state_storage",
     "test_national_key_rotation",
+    "test_secrets_and_addresses",
+    "test_keyed_state_upgrade",
+    "test_response_key_rotation",
 ]
 
 
@@ -246,7 +250,9 @@ _STATIC = f"""
   `Content-Digest`: refused by the sandbox with `401` (`tests/sandbox/test_signatures.py`,
   `tests/sandbox/test_enrolment_and_keys.py`); the exactly-once batch ledger and idempotency-key reuse
   (`tests/sandbox/test_batches.py`); key files written owner-only (`tests/sandbox/test_key_files.py`).
-- Log redaction as a second line of defence (`tests/unit/test_state_and_logs.py`).
+- Log redaction as a second line of defence (`tests/unit/test_state_and_logs.py`); URL credentials,
+  the loopback rule, reply checking, bounded gzip inflation, keyed digests and the anti-entropy
+  comparison as pure functions (`tests/unit/test_trust_and_redaction.py`).
 - The daemon surviving an outage and SIGTERM mid-run (`tests/e2e/test_daemon_end_to_end.py`).
 
 ## Bugs these tests found

@@ -7,6 +7,7 @@ sandbox's own database (read only) for its per-batch ledger. Nothing is mocked.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -14,11 +15,12 @@ import re
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwb_client import trust
 from hwb_client.adapters.national_key import load_national_key
 from hwb_client.adapters.odbc_source import MisSource, load_profile
 from hwb_client.adapters.signing import generate_signing_key, public_key_b64
@@ -133,9 +135,10 @@ class RLab:
             key = generate_signing_key(settings.signing_key_path(settings.school(school.dfes_number)))
             api = NationalApi(settings.api, signer=None)
             try:
-                api.enrol(school.dfes_number, code, public_key_b64(key))
+                answer = api.enrol(school.dfes_number, code, public_key_b64(key))
             finally:
                 api.close()
+            trust.pin_from_enrolment(settings, settings.school(school.dfes_number), answer)
 
     def write_config(
         self, *, batches: int | None = None, api: dict[str, object] | None = None, guard: str = ""
@@ -177,9 +180,15 @@ class RLab:
         finally:
             store.close()
 
+    def stored_digest(self, dfes: str | None = None) -> Callable[[str], str]:
+        """The school's state digest keying (``StateStore.stored_digest``), for comparing with its state."""
+        store = StateStore.open(self.lab.state_dir, dfes or self.dfes, read_only=True)
+        store.close()
+        return store.stored_digest
+
     def pending_changes(self, dfes: str | None = None) -> list[Operation]:
         """What a run would send now: the diff of the MIS against the client's acknowledged state."""
-        return diff(self.projection(dfes), self.acknowledged(dfes))
+        return diff(self.projection(dfes), self.acknowledged(dfes), self.stored_digest(dfes))
 
     def dry_run_changes(self, dfes: str | None = None) -> dict[str, dict[str, int]]:
         """The client's own dry run (read, validate, diff; sends and changes nothing): changes per kind."""
@@ -192,7 +201,7 @@ class RLab:
         dfes = dfes or self.dfes
         api = self.lab.api(dfes)
         try:
-            return {(r["kind"], r["key"]): r for r in api.manifest(dfes)["records"]}
+            return {(r.kind, r.key): dataclasses.asdict(r) for r in api.manifest(dfes).records}
         finally:
             api.close()
 
@@ -231,7 +240,10 @@ class RLab:
         extra = {k: v for k, v in actual.items() if k not in expected and k not in held}
         assert not missing, f"{dfes}: the sandbox lacks or differs on {len(missing)} record(s): {missing}"
         assert not extra, f"{dfes}: the sandbox holds {len(extra)} record(s) the MIS does not: {extra}"
-        assert {k: v for k, v in acknowledged.items() if k not in held} == expected
+        keyed = self.stored_digest(dfes)
+        assert {k: v for k, v in acknowledged.items() if k not in held} == {
+            k: (keyed(digest), status) for k, (digest, status) in expected.items()
+        }
         assert self.dry_run_changes(dfes) == {}
         return len(expected)
 

@@ -11,6 +11,7 @@ the client holds them back and the sandbox, sent them directly, refuses each wit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import itertools
 import json
@@ -329,7 +330,8 @@ def _post_hostile_names(lab: RLab) -> dict[str, object]:
     }
     api = lab.lab.api(lab.dfes)
     try:
-        response = api.post_batch(lab.dfes, body["batch_id"], json.dumps(body).encode(), None)
+        ack = api.post_batch(lab.dfes, body["batch_id"], json.dumps(body).encode(), None, len(operations))
     finally:
         api.close()
-    return dict(response.body)
+    results = [dataclasses.asdict(result) for result in ack.results]
+    return {"results": results, "refused": sum(1 for r in results if r["status"] == "refused")}

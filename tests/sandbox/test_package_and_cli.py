@@ -62,7 +62,9 @@ def test_served_openapi_document_matches_the_copy_in_docs(sandbox: SandboxProces
     assert {"/v1/enrolments", "/v1/schools/{dfes}/batches", "/portal", "/healthz"} <= set(served["paths"])
 
 
-@pytest.mark.parametrize("command", ["serve", "issue-code", "schools", "accounts", "clock", "openapi"])
+@pytest.mark.parametrize(
+    "command", ["serve", "issue-code", "schools", "accounts", "clock", "rotate-response-key", "openapi"]
+)
 def test_every_cli_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])

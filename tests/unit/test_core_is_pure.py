@@ -68,7 +68,9 @@ def test_core_never_reads_the_clock() -> None:
         f"{name}:{node.lineno} .{node.func.attr}()"
         for name, tree in _modules()
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLOCK_CALLS
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_CALLS
     ]
     assert offenders == []
 
@@ -89,5 +91,7 @@ def test_the_purity_check_catches_a_planted_clock_call_and_import(tmp_path) -> N
     """The checks above are not vacuous: the same walk finds a planted offender."""
     tree = ast.parse("import random\nimport datetime as dt\ndef f():\n    return dt.date.today()\n")
     imports = [i for node in ast.walk(tree) for i in _imported(node) if i in FORBIDDEN]
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") in CLOCK_CALLS]
+    calls = [
+        n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") in CLOCK_CALLS
+    ]
     assert imports == ["random"] and len(calls) == 1

@@ -94,7 +94,9 @@ def test_a_learner_whose_leaving_date_is_60_days_ahead_is_sent_as_active_with_th
     assert decided.operations[0].record["leaving_date"] == leaving.isoformat()
 
 
-def test_the_leaving_date_is_the_last_day_on_roll_and_the_leave_goes_the_day_after_with_no_mis_change() -> None:
+def test_the_leaving_date_is_the_last_day_on_roll_and_the_leave_goes_the_day_after_with_no_mis_change() -> (
+    None
+):
     leaving = dt.date(2027, 1, 2)
     rows = [learner(1, leaving_date=leaving.isoformat()), learner(2)]
     ack = acknowledge(decide(rows))
@@ -174,7 +176,13 @@ def test_a_40_learner_primary_losing_12_without_leaving_dates_is_held() -> None:
     decided = vanish(40, 12)
     assert decided.blocked
     hold = decided.holds[0]
-    assert (hold.rule, hold.kind, hold.count, hold.limit, hold.active) == (Rule.MASS_REMOVAL, Kind.LEARNER, 12, 4, 40)
+    assert (hold.rule, hold.kind, hold.count, hold.limit, hold.active) == (
+        Rule.MASS_REMOVAL,
+        Kind.LEARNER,
+        12,
+        4,
+        40,
+    )
     assert "--allow-mass-removal" in hold.message and "12 of 40" in hold.message
 
 
@@ -319,6 +327,8 @@ def test_an_unchanged_mis_sends_only_the_leaves_that_its_dates_call_for(leaving_
     ack = acknowledge(decide(rows, today=day))
     assert ops(decide(rows, ack, today=day)) == []
     then = day + dt.timedelta(days=later)
-    expected = sum(1 for off in leaving_offsets if off is not None and day <= day + dt.timedelta(days=off) < then)
+    expected = sum(
+        1 for off in leaving_offsets if off is not None and day <= day + dt.timedelta(days=off) < then
+    )
     decided = decide(rows, ack, today=then)
     assert [o.op for o in decided.operations] == [Op.LEAVE] * expected

@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 from hwb_client import logs
+from hwb_client.adapters.replies import OperationResult
 from hwb_client.adapters.state import MIGRATIONS, PendingBatch, PendingOp, StateStore, set_aside
 from hwb_client.core.model import Kind, Op
 from hwb_client.errors import StateError
@@ -18,7 +19,10 @@ BODY = "Siân Prydderch 2015-03-04".encode()
 
 
 def batch(batch_id: str = "b1") -> PendingBatch:
-    ops = (PendingOp(Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:aa", "6"), PendingOp(Op.REMOVE, Kind.STAFF, "T9", None))
+    ops = (
+        PendingOp(Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:aa", "6"),
+        PendingOp(Op.REMOVE, Kind.STAFF, "T9", None),
+    )
     return PendingBatch(batch_id, "run1", 1, BODY, None, ops)
 
 
@@ -37,11 +41,13 @@ def test_acknowledging_advances_state_for_applied_operations_and_clears_the_batc
     store.add_to_outbox([batch()])
     tally = store.acknowledge(
         store.pending_batches()[0],
-        [{"status": "applied", "account_id": "acc-1"}, {"status": "refused", "reason": "not_found"}],
+        [OperationResult("applied", account_id="acc-1"), OperationResult("refused", reason="not_found")],
     )
     assert tally == {"applied": 1, "refused": 1, "refused:not_found": 1}
     assert store.count_pending() == 0
-    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == "sha-256:aa"
+    assert store.acknowledged()[Kind.LEARNER]["k:1"].digest == store.stored_digest(
+        "sha-256:aa"
+    )  # keyed, not plain
     assert store.account_ids(Kind.LEARNER) == {"k:1": "acc-1"}
 
 
@@ -107,15 +113,15 @@ def test_a_new_acknowledged_digest_unbinds_the_old_rows_fingerprint(tmp_path: Pa
         "b1", "run1", 1, BODY, None, (PendingOp(Op.UPSERT, Kind.STAFF, "SJE", "sha-256:present"),)
     )
     store.add_to_outbox([upsert])
-    store.acknowledge(store.pending_batches()[0], [{"status": "applied"}])
+    store.acknowledge(store.pending_batches()[0], [OperationResult("applied")])
     store.db.execute("UPDATE acknowledged SET fingerprint = x'01' WHERE key = 'SJE'")
     same = PendingBatch(
         "b2", "run2", 1, BODY, None, (PendingOp(Op.UPSERT, Kind.STAFF, "SJE", "sha-256:present"),)
     )
     store.add_to_outbox([same])
-    store.acknowledge(store.pending_batches()[0], [{"status": "unchanged"}])
+    store.acknowledge(store.pending_batches()[0], [OperationResult("unchanged")])
     assert b"\x01" in store.index()[1]  # the same digest keeps its fingerprint
     leave = PendingBatch("b3", "run3", 1, BODY, None, (PendingOp(Op.LEAVE, Kind.STAFF, "SJE", "sha-256:left"),))
     store.add_to_outbox([leave])
-    store.acknowledge(store.pending_batches()[0], [{"status": "applied"}])
+    store.acknowledge(store.pending_batches()[0], [OperationResult("applied")])
     assert store.index()[1] == {}

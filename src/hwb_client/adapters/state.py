@@ -20,7 +20,7 @@ import hmac
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from hwb_client.adapters.replies import OperationResult
+from hwb_client.core.anti_entropy import keyed_digest
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
 from hwb_client.core.model import Kind, Op
 from hwb_client.core.snapshot import Known, Snapshot
@@ -88,6 +90,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE held_back_records (
         ref TEXT PRIMARY KEY, kind TEXT NOT NULL, reason TEXT NOT NULL, since TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # 5 (0.2.0): keyed record digests: HMAC-SHA256 under the per-school secret, not plain SHA-256 that a
+    # name list could be checked against (``hwb_keyed_digest`` is registered on the connection by ``open``)
+    """
+    UPDATE acknowledged SET digest = hwb_keyed_digest(digest);
+    UPDATE outbox_ops SET digest = hwb_keyed_digest(digest) WHERE digest IS NOT NULL;
+    """,
 )
 
 
@@ -137,6 +145,15 @@ class StateStore:
         self._cipher = cipher
         self.fingerprint_key: bytes | None = None
         self._digest_key: bytes | None = None
+        #: keys the record digests kept here (``core.anti_entropy.keyed_digest``); None without a secret
+        self.record_digest_key: bytes | None = None
+
+    def stored_digest(self, digest: str) -> str:
+        """A record digest as this state stores and compares it (keyed; unchanged without a key)."""
+        return digest if self.record_digest_key is None else keyed_digest(self.record_digest_key, digest)
+
+    def _stored(self, digest: str | None) -> str | None:
+        return None if digest is None else self.stored_digest(digest)
 
     # -- opening, migrations, integrity ------------------------------------------------------------
 
@@ -171,7 +188,6 @@ class StateStore:
         store = cls(connection, path, None)
         secret: bytes | None = None
         if not read_only:
-            store._migrate()
             secret = _outbox_key(key_path)
         elif key_path.exists():
             secret = read_private(key_path, fix=None)  # read-only (status, dry run): modes left as found
@@ -179,6 +195,10 @@ class StateStore:
             store._cipher = AESGCM(secret)
             store.fingerprint_key = hmac.new(secret, b"hwb-row-fingerprint-v1", hashlib.sha256).digest()
             store._digest_key = hmac.new(secret, b"hwb-stable-digest-v1", hashlib.sha256).digest()
+            store.record_digest_key = hmac.new(secret, b"hwb-state-digest-v1", hashlib.sha256).digest()
+        connection.create_function("hwb_keyed_digest", 1, store.stored_digest, deterministic=True)
+        if not read_only:
+            store._migrate()
         return store
 
     def keyed(self, data: bytes) -> str:
@@ -278,7 +298,7 @@ class StateStore:
         """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when
         the record is exactly what was acknowledged (same digest); returns how many were bound."""
         rows = [
-            (entry.fingerprint, entry.stable, kind.value, key, entry.digest)
+            (entry.fingerprint, entry.stable, kind.value, key, self.stored_digest(entry.digest))
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
             if entry.record is not None
@@ -317,7 +337,7 @@ class StateStore:
                 "INSERT INTO acknowledged (kind, key, digest, status, account_id, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    (kind.value, key, digest, status, account, now)
+                    (kind.value, key, self.stored_digest(digest), status, account, now)
                     for kind, key, digest, status, account in records
                 ),
             )
@@ -376,7 +396,16 @@ class StateStore:
                     "INSERT INTO outbox_ops (batch_id, idx, op, kind, key, digest, year_group, stable) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        (batch.batch_id, i, o.op.value, o.kind.value, o.key, o.digest, o.year_group, o.stable)
+                        (
+                            batch.batch_id,
+                            i,
+                            o.op.value,
+                            o.kind.value,
+                            o.key,
+                            self._stored(o.digest),
+                            o.year_group,
+                            o.stable,
+                        )
                         for i, o in enumerate(batch.ops)
                     ),
                 )
@@ -411,20 +440,21 @@ class StateStore:
     def note_attempt(self, batch_id: str) -> None:
         self.db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE batch_id = ?", (batch_id,))
 
-    def acknowledge(self, batch: PendingBatch, results: list[Mapping[str, Any]]) -> Mapping[str, int]:
+    def acknowledge(self, batch: PendingBatch, results: Iterable[OperationResult]) -> Mapping[str, int]:
         """Advance state for what the server applied or found unchanged, and clear the batch: one
         transaction. Refused operations leave state as it was (they are tried again next run).
         Returns the count per result status and refusal reason."""
+        results = tuple(results)  # read twice: to advance the state and to remember the answers
         now = _now()
         tally: dict[str, int] = {}
         removed: list[tuple[str, str]] = []
         kept: list[tuple[str, str, str | None, str, str | None, str | None, Any, str]] = []
         for pending, result in zip(batch.ops, results, strict=True):
             op, kind, key = pending.op, pending.kind, pending.key
-            status = str(result.get("status"))
+            status = result.status
             tally[status] = tally.get(status, 0) + 1
             if status == "refused":
-                reason = f"refused:{result.get('reason', 'unknown')}"
+                reason = f"refused:{result.reason or 'unknown'}"
                 tally[reason] = tally.get(reason, 0) + 1
                 continue
             if op is Op.REMOVE:
@@ -435,11 +465,11 @@ class StateStore:
                 (
                     kind.value,
                     key,
-                    pending.digest,
+                    self._stored(pending.digest),
                     status_after,
                     pending.year_group,
                     pending.stable,
-                    result.get("account_id"),
+                    result.account_id,
                     now,
                 )
             )
@@ -468,7 +498,7 @@ class StateStore:
         row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
         return row.fetchone() is not None
 
-    def _remember_results(self, batch: PendingBatch, results: list[Mapping[str, Any]], now: str) -> None:
+    def _remember_results(self, batch: PendingBatch, results: Sequence[OperationResult], now: str) -> None:
         """The national answer per record (for ``hwb-client why``), when the table exists."""
         if not self.has_table("record_results"):
             return
@@ -479,8 +509,8 @@ class StateStore:
                     pending.kind.value,
                     pending.key,
                     pending.op.value,
-                    str(r.get("status")),
-                    r.get("reason"),
+                    r.status,
+                    r.reason,
                     batch.run_id,
                     batch.batch_id,
                     now,

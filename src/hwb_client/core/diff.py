@@ -11,7 +11,7 @@ removed: they still exist in the MIS, they are just not sendable now.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hwb_client.core.model import SEND_ORDER, Kind, Op, Operation
@@ -35,9 +35,16 @@ class Acknowledged:
 AckIndex = Mapping[Kind, Mapping[str, Acknowledged]]
 
 
-def diff(snapshot: Snapshot, acknowledged: AckIndex) -> list[Operation]:
+def _same(digest: str) -> str:
+    return digest
+
+
+def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str] = _same) -> list[Operation]:
     """Upserts and leaves for kinds in send order (members before groups before memberships), then
-    removes in the reverse order (memberships before the groups and people they point at)."""
+    removes in the reverse order (memberships before the groups and people they point at).
+
+    ``keyed`` turns a record digest into the form ``acknowledged`` holds (the state keeps keyed digests,
+    ``core.anti_entropy.keyed_digest``); it must leave an already keyed digest as it is."""
     changes: list[Operation] = []
     never_sent_leavers: set[tuple[str, str]] = set()
     for kind in SEND_ORDER:
@@ -45,7 +52,7 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex) -> list[Operation]:
         for key, entry in snapshot.entries[kind].items():
             previous = known.get(key)
             wanted = LEFT if entry.left else ACTIVE
-            if previous is not None and previous.digest == entry.digest and previous.status == wanted:
+            if previous is not None and previous.digest == keyed(entry.digest) and previous.status == wanted:
                 continue
             if entry.left and previous is None:
                 # A leaver the national side never held (left before this client first ran, or joined and

@@ -107,6 +107,7 @@ def plan(
     ids: BatchIds | None,
     fingerprints: RowFingerprints | None = None,
     keyed: Callable[[bytes], str] | None = None,
+    stored_digest: Callable[[str], str] | None = None,
     allowed_flags: frozenset[str] = frozenset(),
     held_before: Mapping[Kind, int] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
@@ -118,7 +119,10 @@ def plan(
     moves = key_rotation.rekey_moves(learners, acknowledged)
     if moves:
         acknowledged = key_rotation.apply_moves(acknowledged, moves)
-    operations = diff(snapshot, acknowledged)
+    # ``stored_digest``: record digests in the form the state keeps them (keyed; ``StateStore.stored_digest``)
+    operations = (
+        diff(snapshot, acknowledged, stored_digest) if stored_digest else diff(snapshot, acknowledged)
+    )
     decision = guard.check(
         snapshot, operations, acknowledged, policy=guard_policy, today=today, held_before=held_before
     )

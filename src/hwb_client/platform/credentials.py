@@ -22,7 +22,9 @@ def credential_path(name: str) -> Path | None:
 def missing_credential_fix(name: str, source: str) -> str:
     """The sentence that tells an administrator how to hand the service credential ``name``."""
     where = os.environ.get("CREDENTIALS_DIRECTORY")
-    found = f"$CREDENTIALS_DIRECTORY ({where}) has no {name}" if where else "$CREDENTIALS_DIRECTORY is not set"
+    found = (
+        f"$CREDENTIALS_DIRECTORY ({where}) has no {name}" if where else "$CREDENTIALS_DIRECTORY is not set"
+    )
     return (
         f"{found}; add LoadCredential={name}:{source} to the unit (systemctl edit hwb-client), "
         "or set the file or environment setting as well for runs by hand"
