@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime as dt
 import gc
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -470,6 +472,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as other tools do
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces the closed pipe until exit
+        return 141
     except Exception:  # a traceback is a bug: log it, show one line
         detail = traceback.format_exc()
         log.error("unexpected_error", traceback=detail)

@@ -36,6 +36,10 @@ def test_a_0_1_0_state_is_migrated_in_place_and_resends_only_its_pending_batch(t
     with SandboxProcess(root / "sandbox.sqlite3") as sandbox:
         lab = Lab(root / "lab", [LabSchool(DFES, NAME, root / "mis.sqlite3")], sandbox.url)
         lab.write_config()
+        # an administrator's first step after upgrading the package: a dry run, which migrates nothing
+        dry = lab.cli("--run-now", "--dry-run", "--as-of", "2026-12-01")
+        assert dry.returncode in (0, 1), dry.stdout + dry.stderr
+        assert "1 batch(es) from an earlier run are waiting to be resent" in dry.stdout
         first = lab.cli("--run-now", "--as-of", "2026-12-01")
         assert first.returncode == 0, first.stdout + first.stderr
         assert "3 change(s) sent in 1 batch(es) (3 from batches an earlier run left)" in first.stdout

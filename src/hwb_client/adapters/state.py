@@ -98,6 +98,11 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+#: The schema version from which record digests are stored keyed (the migration that rewrites them).
+KEYED_DIGESTS_VERSION = next(
+    n for n, script in enumerate(MIGRATIONS, start=1) if "hwb_keyed_digest" in script
+)
+
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -199,6 +204,8 @@ class StateStore:
         connection.create_function("hwb_keyed_digest", 1, store.stored_digest, deterministic=True)
         if not read_only:
             store._migrate()
+        elif store.schema_version < KEYED_DIGESTS_VERSION:
+            store.record_digest_key = None  # an older state that a read does not migrate: digests are plain
         return store
 
     def keyed(self, data: bytes) -> str:
