@@ -119,21 +119,43 @@ class FakeResult:
     held_back: Counter = field(default_factory=Counter)
     refused: Counter = field(default_factory=Counter)
     rows_read: int = 0
+    held_back_by_kind: dict = field(default_factory=dict)
 
 
 def test_the_summary_table_lists_every_school_in_order_with_totals():
     done = [
         progress.Finished(
-            FakeResult("6613001", "partial", {"learner": {"upsert": 2}}, Counter(a=1)), "B", 3.2
+            FakeResult(
+                "6613001",
+                "partial",
+                {"learner": {"upsert": 2}},
+                Counter(a=1, member_held_back=3),
+                held_back_by_kind={"learner": {"a": 1}, "membership": {"member_held_back": 3}},
+            ),
+            "B",
+            3.2,
         ),
         progress.Finished(FakeResult("6612001", "success", {"learner": {"upsert": 1200}}), "A", 75),
     ]
     table = progress.summary_table(done, 80)
     lines = table.splitlines()
-    assert lines[0].split() == ["school", "name", "outcome", "changes", "held", "back", "refused", "time"]
+    assert lines[0].split() == [
+        "school",
+        "name",
+        "outcome",
+        "changes",
+        "people",
+        "held",
+        "classes",
+        "held",
+        "refused",
+        "time",
+    ]
     assert lines[2].startswith("6612001  A     success") and "1,200" in lines[2] and "1 min 15 s" in lines[2]
-    assert lines[3].startswith("6613001  B     partial")
-    assert lines[-1] == "2 school(s): 1 partial, 1 success; 1,202 change(s), 1 held back; 1 min 20 s"
+    assert lines[3].startswith("6613001  B     partial") and lines[3].split()[4:6] == ["1", "3"]
+    assert lines[-1] == (
+        "2 school(s): 1 partial, 1 success; 1,202 change(s), 1 person and 3 class records held back; 1 min 20 s"
+    )
     assert [r.dfes_number for r in progress.attention(done)] == ["6613001"]
 
 

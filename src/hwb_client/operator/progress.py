@@ -106,23 +106,34 @@ class Progress:
             self.out.flush()
 
 
+def _people(count: int) -> str:
+    return f"{count:,} {'person' if count == 1 else 'people'}"
+
+
+def _people_held(result: Any) -> int:
+    """Learners and staff held back (classes and memberships are counted apart)."""
+    by_kind = getattr(result, "held_back_by_kind", {})
+    return sum(sum(reasons.values()) for kind, reasons in by_kind.items() if kind in ("learner", "staff"))
+
+
 def summary_table(finished: Sequence[Finished], elapsed: float) -> str:
     """One row per school (in DfES order), then the totals."""
-    header = ("school", "name", "outcome", "changes", "held back", "refused", "time")
+    header = ("school", "name", "outcome", "changes", "people held", "classes held", "refused", "time")
     rows = [
         (
             f.result.dfes_number,
             f.name[:32],
             f.result.outcome,
             f"{changes_sent(f.result):,}",
-            f"{sum(f.result.held_back.values()):,}",
+            f"{_people_held(f.result):,}",
+            f"{sum(f.result.held_back.values()) - _people_held(f.result):,}",
             f"{sum(f.result.refused.values()):,}",
             duration(f.seconds),
         )
         for f in sorted(finished, key=lambda f: f.result.dfes_number)
     ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    right = {3, 4, 5, 6}
+    right = {3, 4, 5, 6, 7}
 
     def fmt(row: Sequence[str]) -> str:
         cells = [
@@ -135,7 +146,9 @@ def summary_table(finished: Sequence[Finished], elapsed: float) -> str:
         f"{len(finished)} school(s): "
         + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
         + f"; {sum(changes_sent(f.result) for f in finished):,} change(s), "
-        f"{sum(sum(f.result.held_back.values()) for f in finished):,} held back; {duration(elapsed)}"
+        f"{_people(sum(_people_held(f.result) for f in finished))} and "
+        f"{sum(sum(f.result.held_back.values()) - _people_held(f.result) for f in finished):,} class "
+        f"records held back; {duration(elapsed)}"
     )
     lines = [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows), "", totals]
     return "\n".join(lines) + "\n"
