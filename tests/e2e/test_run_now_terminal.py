@@ -65,7 +65,9 @@ def test_run_now_on_a_terminal_shows_progress_then_one_summary_and_no_log_lines(
     assert f"schools {SCHOOLS}/{SCHOOLS} done" in screen and "left" in screen and "records read" in screen
     seen = as_seen(screen)
     table = seen[
-        re.search(r"^school +name +outcome +changes +held back +refused +time", seen, re.M).start() :
+        re.search(
+            r"^school +name +outcome +changes +people held +classes held +refused +time", seen, re.M
+        ).start() :
     ]
     for dfes, _name in schools:
         assert re.search(rf"^{dfes}  Ysgol Prawf \d+ +(success|partial) ", table, re.MULTILINE), table
