@@ -207,8 +207,8 @@ class NationalApi:
             f"/v1/schools/{dfes_number}/records/lookup",
             json_body=body,
             what="record lookup",
-        ).reply.body
-        records = answer.get("records") if isinstance(answer, dict) else None
+        )
+        records = replies.json_object(answer.reply.body, "record lookup").get("records")
         return [dict(r) for r in records] if isinstance(records, list) else []
 
     def status(self, dfes_number: str) -> dict[str, Any]:
