@@ -111,7 +111,7 @@ def test_report_is_owner_only_names_the_held_back_records_and_says_so(two_school
 
 def test_the_dry_run_plan_names_held_back_people_with_their_mis_id(two_schools):
     plan = two_schools.cli("--run-now", "--dry-run", "--school", "6614001")
-    assert "- staff row 3 NEW, Elin Rowlands, MIS id 4: start_date_missing" in plan.stdout, plan.stdout
+    assert "- staff row 3 (MIS id 4) NEW, Elin Rowlands: start_date_missing" in plan.stdout, plan.stdout
 
 
 def test_status_nagios_gives_plugin_exit_codes_and_performance_data(make_lab):

@@ -120,18 +120,18 @@ def _iso(value: dt.date | None) -> str | None:
 
 
 def _label(kind: Kind, index: int, row: Row, reason: Reason) -> str:
-    """The school's own label for a held-back row: row number, code, names (never logged or stored)."""
+    """The school's own label for a held-back row: ``learner row 5 (MIS id 60) Name``, with the staff or
+    group code, and the registration group when that is what is wrong (never logged or stored)."""
     names = " ".join(str(row.get(f) or "").strip() for f in ("legal_forename", "legal_surname")).strip()
     code = row.get("staff_code") or row.get("group_id") or ""
     mis_id = row.get("mis_id")
+    head = f"{kind.value} row {index}" + (f" (MIS id {mis_id})" if mis_id not in (None, "") else "")
     details = [str(code)] if code and kind is not Kind.LEARNER else []
     if names:
         details.append(names)
-    if mis_id not in (None, ""):
-        details.append(f"MIS id {mis_id}")
     if reason is Reason.REGISTRATION_GROUP_INVALID:
         details.append(f"registration group {str(row.get('registration_group'))[:60]!r}")
-    return f"{kind.value} row {index}" + (" " + ", ".join(details) if details else "")
+    return head + (" " + ", ".join(details) if details else "")
 
 
 #: How a kind is built from a row: the validated record plus its dates and year group, or ``Invalid``.
