@@ -86,7 +86,7 @@ def _refused(lab: RLab, scenario, *, said: str) -> None:
     rss = _peak_child_rss_mb()
     assert rss < RSS_BOUND_MB
     status = lab.cli("status")
-    assert status.returncode == 10 and "failed" in status.stdout  # and not "in progress" (exit 7)
+    assert status.returncode == 2 and "failed" in status.stdout  # and not "in progress" (exit 7)
     scenario.figures.update({"s to exit 5": round(run.seconds, 1), "peak client RSS MB (bound)": round(rss)})
 
 
@@ -136,7 +136,7 @@ def test_sigterm_during_a_dripping_reply_ends_the_run_promptly_with_the_lock_rel
     assert "Traceback" not in err
     assert stopped < 10
     status = lab.cli("status")
-    assert status.returncode == 10 and "failed" in status.stdout
+    assert status.returncode == 2 and "failed" in status.stdout
     _lock_is_free(lab, hostile)
     scenario.figures["s from SIGTERM to exit"] = round(stopped, 1)
 
