@@ -61,7 +61,7 @@ def _peak_mb(pid: int) -> float:
 
 def _healthy(url: str, timeout: float = 5) -> bool:
     try:
-        return requests.get(url + "/healthz", timeout=timeout).json() == {"status": "ok"}
+        return requests.get(url + "/healthz", timeout=timeout).json()["status"] == "ok"
     except requests.RequestException:
         return False
 

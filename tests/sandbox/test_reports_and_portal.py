@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import requests
@@ -89,4 +90,6 @@ def test_healthz_answers_ok(module_sandbox: SandboxProcess) -> None:
     response = requests.get(module_sandbox.url + "/healthz", timeout=30)
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    answer = response.json()
+    assert answer["status"] == "ok" and answer["sandbox"] is True  # a rehearsal's real runs check this
+    assert dt.date.fromisoformat(answer["today"])
