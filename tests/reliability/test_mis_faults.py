@@ -182,8 +182,8 @@ def test_a_profile_mapping_a_column_the_query_does_not_return_fails_with_exit_4_
     _use_profile(
         lab,
         REFERENCE.replace(
-            "SELECT upn, legal_forename, legal_surname, date_of_birth,",
-            "SELECT upn, legal_forename, legal_surname,",
+            "SELECT pupil_id, upn, legal_forename, legal_surname, date_of_birth,",
+            "SELECT pupil_id, upn, legal_forename, legal_surname,",
         ),
     )
     failed = lab.run_now()
