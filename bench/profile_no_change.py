@@ -1,0 +1,160 @@
+"""The client's own CPU for a no-change run, in one process, on the LA's largest schools (SQLite).
+
+    .venv/bin/python bench/profile_no_change.py setup --work-dir /tmp/prof   # data, sandbox, full run
+    .venv/bin/python bench/profile_no_change.py time --work-dir /tmp/prof    # CPU of 3 no-change runs
+    .venv/bin/python bench/profile_no_change.py profile --work-dir /tmp/prof # cProfile, by own time
+    .venv/bin/python bench/profile_no_change.py compare --work-dir /tmp/prof # 1 process vs 2 workers
+
+What `docs/performance.md` quotes for the per-row levers: the schools run one after another in this
+process (``run.run_school``), so the figure is the client's work alone, without worker processes,
+the floor or the sandbox's share. ``setup`` leaves the sandbox running (its pid in ``sandbox.pid``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import gc
+import io
+import os
+import pstats
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+
+def setup(root: Path, schools_count: int) -> None:
+    from hwb_client.cli import main as client_main
+    from hwb_demo.lab import Lab, LabSchool
+    from hwb_sandbox.testing import SandboxProcess
+    from hwb_synth.generate import generate
+    from hwb_synth.load import load_sqlite, odbc_connection_string
+    from hwb_synth.scales import schools_for
+
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    schools = sorted(schools_for("la", 1), key=lambda s: -s.learners)[:schools_count]
+    today = dt.date.today()
+    data = generate(1, schools, academic_year=today.year if today.month >= 8 else today.year - 1)
+    database = root / "mis.sqlite3"
+    load_sqlite(data, database)
+    connection = odbc_connection_string("sqlite", database=database)
+
+    @dataclass
+    class School(LabSchool):
+        @property
+        def odbc(self) -> str:
+            return connection
+
+    sandbox = SandboxProcess(root / "sandbox.sqlite3", start_timeout=60)
+    sandbox.__enter__()
+    lab = Lab(root / "lab", [School(s.dfes_number, s.name, database) for s in schools], sandbox.url)
+    lab.root.mkdir()
+    lab.write_config(schedule="max_concurrent_schools = 1\njitter_seconds = 0")
+    for school in lab.schools:
+        code = sandbox.issue_code(school.dfes_number, school.name)
+        arguments = [
+            "--config",
+            str(lab.config_path),
+            "enrol",
+            "--school",
+            school.dfes_number,
+            "--code",
+            code,
+        ]
+        if client_main(arguments, io.StringIO()) != 0:
+            raise SystemExit(f"enrolment of {school.dfes_number} failed")
+    done = lab.cli("--run-now", timeout=1800)
+    print(data.counts(), "full run exit", done.returncode)
+    (root / "sandbox.pid").write_text(str(sandbox.pid), encoding="ascii")
+    os._exit(0)  # leave the sandbox running for the timed runs
+
+
+def _runs(root: Path, repeats: int, profiler: Any = None) -> list[float]:
+    from hwb_client import logs
+    from hwb_client.run import run_school
+    from hwb_client.settings import load_settings
+
+    settings = load_settings(root / "lab" / "hwb-client.toml")
+    client = settings.client
+    with open(os.devnull, "w", encoding="utf-8") as quiet:
+        logs.configure(fmt=client.log_format, level=client.log_level, log_file=client.log_file, stream=quiet)
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        seconds = []
+        for _ in range(repeats):
+            started = time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            for school in settings.schools:
+                result = run_school(settings, school, stop=threading.Event())
+                if result.outcome != "success":
+                    raise SystemExit(f"{school.dfes_number}: {result.outcome} {result.message}")
+            if profiler is not None:
+                profiler.disable()
+            seconds.append(time.process_time() - started)
+    return seconds
+
+
+def compare(root: Path, repeats: int = 3) -> None:
+    """The CLI's no-change run with ``max_concurrent_schools`` 1 (in one process) and 2 (two worker
+    processes), alternately: wall, CPU and memory of the whole process tree (``run_bench.measure``)."""
+    import re
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import run_bench
+
+    config = root / "lab" / "hwb-client.toml"
+    original = config.read_text(encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HWB_API__READ_TIMEOUT_SECONDS": "120"}
+    command = [sys.executable, "-m", "hwb_client", "--config", str(config), "--run-now"]
+    try:
+        for _ in range(repeats):
+            for workers in (1, 2):
+                text = re.sub(
+                    r"max_concurrent_schools = \d+", f"max_concurrent_schools = {workers}", original
+                )
+                config.write_text(text, encoding="utf-8")
+                m = run_bench.measure(command, log=root / "compare.log", sandbox_pid=None, env=env)
+                print(
+                    f"max_concurrent_schools={workers} exit={m.exit_code} wall_s={m.seconds:.2f} "
+                    f"cpu_s={m.cpu_seconds:.2f} tree_pss_mb={m.tree_pss_mb:.0f} tree_rss_mb={m.tree_rss_mb:.0f} "
+                    f"load={os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+    finally:
+        config.write_text(original, encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("setup", "time", "profile", "compare"))
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/hwb-profile"))
+    parser.add_argument("--schools", type=int, default=6)
+    args = parser.parse_args()
+    if args.action == "setup":
+        setup(args.work_dir, args.schools)
+    elif args.action == "compare":
+        compare(args.work_dir)
+    elif args.action == "time":
+        seconds = _runs(args.work_dir, 3)
+        print(
+            "client CPU s per no-change run:", [round(s, 2) for s in seconds], "min", round(min(seconds), 2)
+        )
+    else:
+        profiler = cProfile.Profile()
+        _runs(args.work_dir, 1, profiler)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
