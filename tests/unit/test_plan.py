@@ -332,3 +332,26 @@ def test_an_unchanged_mis_sends_only_the_leaves_that_its_dates_call_for(leaving_
     )
     decided = decide(rows, ack, today=then)
     assert [o.op for o in decided.operations] == [Op.LEAVE] * expected
+
+
+def test_the_rollover_is_expected_from_1_june_and_not_on_31_may() -> None:
+    rows = school(100)
+    ack = acknowledge(decide(rows, today=dt.date(2026, 3, 2)))
+    rolled = [dict(r, year_group="6", registration_group="6W") for r in rows]
+    assert decide(rolled, ack, today=dt.date(2026, 5, 31)).blocked
+    assert not decide(rolled, ack, today=dt.date(2026, 6, 1)).blocked
+
+
+def test_a_leaver_is_shown_as_leaving_on_the_leaving_date_itself_and_not_the_day_after() -> None:
+    rows = [learner(1, leaving_date="2026-07-17")]
+    on_the_day = decide(rows, today=dt.date(2026, 7, 17)).upcoming(dt.date(2026, 7, 17))
+    assert [(u.date, u.event) for u in on_the_day] == [(dt.date(2026, 7, 18), "leaves")]
+    assert decide(rows, today=dt.date(2026, 7, 18)).upcoming(dt.date(2026, 7, 18)) == []
+
+
+def test_a_starter_is_shown_as_starting_the_day_before_and_not_on_the_day() -> None:
+    rows = [learner(1, start_date="2026-09-02")]
+    assert [u.event for u in decide(rows, today=dt.date(2026, 9, 1)).upcoming(dt.date(2026, 9, 1))] == [
+        "starts"
+    ]
+    assert decide(rows, today=dt.date(2026, 9, 2)).upcoming(dt.date(2026, 9, 2)) == []

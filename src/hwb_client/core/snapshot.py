@@ -98,9 +98,6 @@ class Snapshot:
     #: local, human labels of held-back rows for the school's own report; never logged or stored
     labels: dict[int, str] = field(default_factory=dict)
 
-    def held_back_counts(self) -> Counter[str]:
-        return Counter(h.reason.value for h in self.held_back)
-
     def count(self, kind: Kind) -> int:
         return len(self.entries[kind])
 
