@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import faulthandler
 import json
 import random
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +48,9 @@ STATE_FILE = "daemon-state.json"
 STATE_VERSION = 1
 # How soon before the calendar runs out the daemon starts warning that next year's terms are missing.
 CALENDAR_WARNING_DAYS = 60
+# A stop that takes longer than this dumps every thread's stack to stderr (systemd waits 90 s).
+STOP_TRACEBACK_AFTER_SECONDS = 20
+_MAIN_THREAD_TICK_SECONDS = 1.0
 
 
 class RunResultLike(Protocol):
@@ -350,16 +355,35 @@ class _Daemon:
         log.info("daemon_started", schools=len(self.settings.schools), catch_up=owed is not None)
         systemd.ready(self.status_line())
         try:
-            self.stop.wait()
+            # Wake now and then: Python runs a signal's handler only in the main thread, and only when it
+            # wakes; a wait with no timeout can miss a SIGTERM the kernel gave to another thread.
+            while not self.stop.wait(_MAIN_THREAD_TICK_SECONDS):
+                pass
         finally:
             log.info("daemon_stopping", running=len(self.in_flight))
             systemd.stopping("stopping: waiting for running schools to reach a batch boundary")
-            # Never pause first: a paused 3.11 scheduler can still run due jobs once during shutdown.
-            scheduler.shutdown(wait=True)
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            # Still stopping after this long: write every thread's stack to stderr (the journal, the
+            # service's log) so that whoever waits can see what holds it; the stop goes on.
+            watching = _dump_stacks_later(STOP_TRACEBACK_AFTER_SECONDS)
+            try:
+                # Never pause first: a paused 3.11 scheduler can still run due jobs once during shutdown.
+                scheduler.shutdown(wait=True)
+                self.pool.shutdown(wait=True, cancel_futures=True)
+            finally:
+                if watching:
+                    faulthandler.cancel_dump_traceback_later()
             self.save_state()
             log.info("daemon_stopped")
         return 0
+
+
+def _dump_stacks_later(seconds: float) -> bool:
+    """Arm faulthandler's timer when there is a stderr to write to (a Windows service has none)."""
+    try:
+        faulthandler.dump_traceback_later(seconds, repeat=False, file=sys.stderr)
+    except (AttributeError, ValueError, RuntimeError, OSError):  # no stderr, or no file number
+        return False
+    return True
 
 
 def _default_run_school() -> RunSchool:

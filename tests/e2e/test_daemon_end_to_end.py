@@ -53,6 +53,27 @@ def start_sandbox(db: Path, port: int) -> subprocess.Popen[str]:
     raise RuntimeError("sandbox did not start")
 
 
+def start_daemon(lab: Lab, stderr: Path, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    with stderr.open("w") as sink:
+        daemon = lab.popen("daemon", stderr=sink)
+    daemon.stderr_path = stderr  # type: ignore[attr-defined]
+    started.append(daemon)
+    return daemon
+
+
+def stop_daemon(daemon: subprocess.Popen[str], lab: Lab) -> None:
+    """SIGTERM, then a clean exit within systemd's default stop timeout (90 s) less a margin; if not,
+    the daemon's own dump of its threads' stacks (after 20 s) and its last log events say why."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        code = daemon.wait(60)
+    except subprocess.TimeoutExpired:
+        stacks = daemon.stderr_path.read_text(encoding="utf-8", errors="replace")  # type: ignore[attr-defined]
+        tail = lab.log_file.read_text(encoding="utf-8").splitlines()[-15:]
+        raise AssertionError("the daemon did not stop within 60 s of SIGTERM\n" + stacks + "\n".join(tail)) from None
+    assert code == 0
+
+
 def issue_code(db: Path, dfes: str, name: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "hwb_sandbox", "issue-code", "--db", str(db), "--dfes", dfes, "--name", name],
@@ -114,7 +135,8 @@ def test_daemon_runs_each_school_survives_an_outage_and_stops_cleanly_mid_run(tm
         )
     small_school(lab.schools[0].mis_path, "6612001", learners=20).close()
     second = small_school(lab.schools[1].mis_path, "6612002", learners=20, first=500)
-    daemon = lab.popen("daemon")
+    started: list[subprocess.Popen[str]] = [sandbox]
+    daemon = start_daemon(lab, tmp_path / "daemon-1.stderr", started)
     try:
         # 1. scheduled runs for every school
         wait_for(
@@ -137,24 +159,23 @@ def test_daemon_runs_each_school_survives_an_outage_and_stops_cleanly_mid_run(tm
 
         # 3. SIGTERM in the middle of a run with many batches
         lab.config_path.write_text(lab.config_path.read_text() + "\n[batches]\nmax_operations = 2\n")
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0
+        stop_daemon(daemon, lab)
         for n in range(600, 700):
             second.add_learner(n)
         second.commit()
-        daemon = lab.popen("daemon")
+        daemon = start_daemon(lab, tmp_path / "daemon-2.stderr", started)
         before = lab.log_file.read_text(encoding="utf-8").count("batch_acknowledged")
         wait_for(
             lambda: lab.log_file.read_text(encoding="utf-8").count("batch_acknowledged") > before + 3,
             60,
             "a run in the middle of its batches",
         )
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0
+        stop_daemon(daemon, lab)
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
     # the next run finishes the job; every change was applied once and only once
     result = lab.cli("--run-now")
