@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from hwb_client import __version__, logs
+from hwb_client import __version__, i18n, logs
 from hwb_client.errors import ConfigError, HwbClientError
 from hwb_client.settings import Settings, load_settings
 from hwb_client.terminal import printable
@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
     parser.add_argument("--version", action="version", version=f"hwb-client {__version__}")
+    parser.add_argument(
+        "--lang",
+        choices=i18n.LANGUAGES,
+        help="the language of what this command prints: cy (Cymraeg) or en (English); default: "
+        "client.language in the configuration, then the locale (LANG)",
+    )
     parser.add_argument(
         "--config", type=Path, help="configuration file (default: platform path or HWB_CONFIG)"
     )
@@ -147,6 +153,8 @@ def _add_operator_commands(sub: Any) -> None:
 
 def _load(args: argparse.Namespace, *, reading_only: bool = False) -> Settings:
     settings = load_settings(args.config)
+    if getattr(args, "lang", None) is None and settings.client.language is not None:
+        i18n.activate(settings.client.language)  # --lang, when given, was activated before parsing
     try:
         logs.configure(
             fmt=settings.client.log_format,
@@ -454,8 +462,17 @@ COMMANDS = {
 }
 
 
+def _language_asked(argv: Sequence[str] | None) -> str | None:
+    """``--lang`` read ahead of the full parser (which is built in the language it names)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--lang")
+    known, _rest = early.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    return known.lang if isinstance(known.lang, str) else None
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    i18n.activate(i18n.choose(_language_asked(argv)))  # before the parser: its --help is translated
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

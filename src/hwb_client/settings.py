@@ -63,6 +63,9 @@ class ClientSettings(_Section):
     log_file: Path | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: what the commands print, the report and the alert e-mails: "cy" (Cymraeg) or "en"; unset: the
+    #: locale (LANG), then English. ``--lang`` overrides it for one command.
+    language: Literal["en", "cy"] | None = None
 
     @model_validator(mode="after")
     def _credential_first(self) -> ClientSettings:
