@@ -20,18 +20,37 @@ Exit codes (documented in the README; only ``cli.py`` maps errors to them):
 
 from __future__ import annotations
 
+from hwb_client import i18n
 from hwb_client.redaction import without_credentials
 
 
 class HwbClientError(Exception):
-    """Something went wrong that a person can act on."""
+    """Something went wrong that a person can act on.
+
+    ``message`` is a sentence marked for translation with named placeholders, filled from ``params``
+    when it is read: ``ConfigError(N_("{setting}: not a date; write YYYY-MM-DD"), setting=name)``.
+    ``.message`` is in the language of the process (``i18n``), ``.english`` in English (for the logs
+    and the reports sent upstream). A message already translated and filled in works too.
+    """
 
     exit_code = 70
 
-    def __init__(self, message: str) -> None:
-        message = without_credentials(message)  # a proxy URL's password never reaches a person or a log
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, /, **params: object) -> None:
+        self.template = message
+        self.params = params
+        super().__init__(self.english)
+
+    def _render(self, template: str) -> str:
+        text = template.format(**self.params) if self.params else template
+        return without_credentials(text)  # a proxy URL's password never reaches a person or a log
+
+    @property
+    def message(self) -> str:
+        return self._render(i18n._(self.template))
+
+    @property
+    def english(self) -> str:
+        return self._render(self.template)
 
     def __str__(self) -> str:
         return self.message
@@ -71,8 +90,9 @@ class ApiError(HwbClientError):
         status: int | None = None,
         problem_type: str | None = None,
         permanent: bool = False,
+        **params: object,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, **params)
         self.status = status
         self.problem_type = problem_type
         #: the request's bytes are refused for good (a batch or report so refused is set aside)
