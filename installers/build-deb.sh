@@ -89,6 +89,12 @@ for version in $PYTHONS; do
     # one file pip writes that names this build's temporary directory.
     rm -rf "$tree/bin" "$tree/hwb_sandbox" "$tree/hwb_synth" "$tree/hwb_demo"
     find "$tree" -name direct_url.json -delete
+    # Babel's CLDR data for the languages the client speaks (English, Welsh) and the root they inherit
+    # from; the other ~1,000 locales are 30 MB per Python tree and never read.
+    find "$tree/babel/locale-data" -name '*.dat' ! -name root.dat ! -name 'en.dat' ! -name 'en_GB.dat' \
+        ! -name 'en_001.dat' ! -name 'en_150.dat' ! -name 'cy.dat' ! -name 'cy_GB.dat' -delete
+    [ -s "$tree/hwb_client/locale/cy/LC_MESSAGES/hwb_client.mo" ] || {
+        echo "build-deb.sh: the Welsh catalogue was not compiled into the wheel" >&2; exit 1; }
     find "$tree" -name __pycache__ -prune -exec rm -rf {} +
     # As dh_strip does: no debugging symbols (the upstream wheels keep some).
     find "$tree" -name '*.so' -exec strip --strip-unneeded --remove-section=.comment --remove-section=.note {} +

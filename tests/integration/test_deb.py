@@ -122,8 +122,12 @@ def test_deb_vendors_the_pinned_dependencies_for_each_python(contents: dict[str,
             if p.startswith(prefix) and p.endswith(".dist-info/") and p.count("/") == 6
         )
         for needed in ("hwb_client", "apscheduler", "pyodbc", "cryptography", "pydantic", "pydantic_settings",
-                       "structlog", "requests", "http_message_signatures"):  # fmt: skip
+                       "structlog", "requests", "http_message_signatures", "babel"):  # fmt: skip
             assert needed in dists, f"python{version}: no {needed}"
+        assert f"{prefix}hwb_client/locale/cy/LC_MESSAGES/hwb_client.mo" in contents, "no Welsh catalogue"
+        cldr = {Path(p).name for p in contents if p.startswith(f"{prefix}babel/locale-data/")}
+        assert {"cy.dat", "cy_GB.dat", "en.dat", "en_GB.dat", "root.dat"} <= cldr
+        assert len(cldr) < 12, f"python{version}: Babel's data for every language is shipped"
         for name, found in dists.items():
             assert found == pinned.get(name.lower(), found), f"python{version}: {name} {found} is not pinned"
     assert any(p.endswith("cpython-313-x86_64-linux-gnu.so") for p in contents)
