@@ -22,9 +22,12 @@ from pathlib import Path
 import jsonschema_rs
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from sandbox_helpers import PRIMARY, SECONDARY, SchoolClient, assert_problem, batch, learner, op, run_report
 
 from hwb_sandbox import openapi
+from hwb_sandbox.i18n import negotiate
 from hwb_sandbox.testing import SandboxProcess
 
 WELSH = {"Accept-Language": "cy"}
@@ -131,6 +134,11 @@ def test_the_language_asked_for_is_chosen(
 
     _assert_language(response, code)
     assert f'<html lang="{code}">' in response.text
+
+
+@given(st.text())
+def test_any_accept_language_header_gets_an_answer_in_one_of_the_two_languages(header: str) -> None:
+    assert negotiate(header).code in ("en", "cy")  # never an exception: it is read before any handler
 
 
 def test_a_problem_document_in_welsh_keeps_its_type_status_and_members(
