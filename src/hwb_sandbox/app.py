@@ -4,6 +4,8 @@ Each handler reads, checks and refuses in the same order: the route and school (
 (413), the signature (401), the media type and encoding (415), JSON (400) and the protocol schema (422).
 Every refusal is a problem document; an unexpected exception becomes a ``500`` problem document and is
 logged with its traceback, but no bad input is meant to reach that path (the fuzz tests check it).
+Problem documents and the portal are in the language of the request's ``Accept-Language`` (English or
+Welsh, :mod:`hwb_sandbox.i18n`), said in ``Content-Language`` with ``Vary: Accept-Language``.
 """
 
 from __future__ import annotations
