@@ -4,6 +4,8 @@ Each handler reads, checks and refuses in the same order: the route and school (
 (413), the signature (401), the media type and encoding (415), JSON (400) and the protocol schema (422).
 Every refusal is a problem document; an unexpected exception becomes a ``500`` problem document and is
 logged with its traceback, but no bad input is meant to reach that path (the fuzz tests check it).
+Problem documents and the portal are in the language of the request's ``Accept-Language`` (English or
+Welsh, :mod:`hwb_sandbox.i18n`), said in ``Content-Language`` with ``Vary: Accept-Language``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from hwb_sandbox import bounded, national, openapi, portal
+from hwb_sandbox.i18n import N_, Language, negotiate
 from hwb_sandbox.problems import PROBLEM_MEDIA_TYPE, Problem
 from hwb_sandbox.schemas import (
     MAX_OPERATIONS,
@@ -88,10 +91,21 @@ def json_response(value: object, status: int = 200, headers: Mapping[str, str] |
     return Response(body, status=status, headers=dict(headers or {}), content_type="application/json")
 
 
-def problem_response(problem: Problem) -> Response:
-    return Response(
-        problem.body_bytes(), status=problem.status, headers=problem.headers, content_type=PROBLEM_MEDIA_TYPE
+def in_language(response: Response, lang: Language) -> Response:
+    """Mark a reply whose words follow ``Accept-Language``: its language, and that it varies with it."""
+    response.headers["Content-Language"] = lang.code
+    response.vary.add("Accept-Language")
+    return response
+
+
+def problem_response(problem: Problem, lang: Language) -> Response:
+    response = Response(
+        problem.body_bytes(lang),
+        status=problem.status,
+        headers=problem.headers,
+        content_type=PROBLEM_MEDIA_TYPE,
     )
+    return in_language(response, lang)
 
 
 def target_uri(environ: Mapping[str, Any], public_url: str | None) -> str:
@@ -132,7 +146,7 @@ def parse_json(body: bytes) -> Any:
         # Refuses unpaired surrogates (not encodable as UTF-8) and numbers that overflow to infinity.
         json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError) as exc:
-        raise Problem("body-malformed", f"the body is not valid UTF-8 JSON: {exc}") from exc
+        raise Problem("body-malformed", N_("the body is not valid UTF-8 JSON: {error}"), error=exc) from exc
     return value
 
 
@@ -145,9 +159,12 @@ def validate(model: type[_M], value: Any) -> _M:
             {"loc": "/".join(str(part) for part in error["loc"]), "msg": error["msg"], "type": error["type"]}
             for error in exc.errors(include_url=False, include_input=False, include_context=False)
         ]
+        count = exc.error_count()
         raise Problem(
             "validation-failed",
-            f"{exc.error_count()} field(s) do not match the protocol",
+            lambda lang: lang.ngettext(
+                "{count} field does not match the protocol", "{count} fields do not match the protocol", count
+            ).format(count=count),
             errors=errors[:MAX_REPORTED_ERRORS],
         ) from exc
 
@@ -160,15 +177,15 @@ def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 def decode_content(request: Request, body: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
     """Check the media type (JSON, UTF-8) and undo ``Content-Encoding: gzip`` up to ``limit`` bytes."""
     if request.mimetype != "application/json":
-        raise Problem("unsupported-media-type", "the body must be Content-Type: application/json")
+        raise Problem("unsupported-media-type", N_("the body must be Content-Type: application/json"))
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
-        raise Problem("unsupported-media-type", "the body must be UTF-8")
+        raise Problem("unsupported-media-type", N_("the body must be UTF-8"))
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding == "identity":
         return body
     if encoding != "gzip":
-        raise Problem("unsupported-media-type", "the only content encoding accepted is gzip")
+        raise Problem("unsupported-media-type", N_("the only content encoding accepted is gzip"))
     return bounded.inflate_gzip(body, limit)
 
 
@@ -176,16 +193,20 @@ def idempotency_key(request: Request) -> str:
     """The batch id from ``Idempotency-Key: "UUID"`` (a structured-field string); 400 if absent or not."""
     raw = request.headers.get("Idempotency-Key")
     if raw is None:
-        raise Problem("idempotency-key-missing", 'a batch post needs an Idempotency-Key: "BATCH_ID" header')
+        raise Problem(
+            "idempotency-key-missing", N_('a batch post needs an Idempotency-Key: "BATCH_ID" header')
+        )
     try:
         parsed = http_sf.parse(raw.encode("ascii"), tltype="item")
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise Problem(
-            "idempotency-key-missing", "Idempotency-Key must be a quoted structured-field string"
+            "idempotency-key-missing", N_("Idempotency-Key must be a quoted structured-field string")
         ) from exc
     value = parsed[0] if isinstance(parsed, tuple) else None
     if not isinstance(value, str) or not value:
-        raise Problem("idempotency-key-missing", "Idempotency-Key must be a quoted structured-field string")
+        raise Problem(
+            "idempotency-key-missing", N_("Idempotency-Key must be a quoted structured-field string")
+        )
     return value
 
 
@@ -219,7 +240,7 @@ def _digest_key(request: Request) -> bytes:
     except ValueError:
         key = b""
     if len(key) != 32:
-        raise Problem("validation-failed", "Hwb-Digest-Key must be the base64url of 32 bytes")
+        raise Problem("validation-failed", N_("Hwb-Digest-Key must be the base64url of 32 bytes"))
     return key
 
 
@@ -239,6 +260,7 @@ class SandboxApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
         request = Request(environ)
+        lang = negotiate(request.headers.get("Accept-Language"))
         endpoint = "unmatched"
         try:
             adapter = URL_MAP.bind_to_environ(environ)
@@ -246,19 +268,22 @@ class SandboxApp:
             handler: Handler = getattr(self, f"on_{endpoint}")
             response = handler(request, **args)
         except Problem as problem:
-            response = problem_response(problem)
+            response = problem_response(problem, lang)
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.valid_methods or ()))
-            response = problem_response(
-                Problem("method-not-allowed", f"allowed: {allowed}", headers={"Allow": allowed})
+            refusal = Problem(
+                "method-not-allowed", N_("allowed: {methods}"), headers={"Allow": allowed}, methods=allowed
             )
+            response = problem_response(refusal, lang)
         except NotFound:
-            response = problem_response(Problem("not-found", "no such resource in protocol v1"))
+            response = problem_response(Problem("not-found", N_("no such resource in protocol v1")), lang)
         except HTTPException as exc:  # a redirect or another routing answer Werkzeug builds itself
             response = exc.get_response(environ)
         except Exception:
             log.exception("request_failed endpoint=%s", endpoint)
-            response = problem_response(Problem("internal-error", "the sandbox failed; see its log"))
+            response = problem_response(
+                Problem("internal-error", N_("the sandbox failed; see its log")), lang
+            )
         if request.path.startswith("/v1/"):
             self._sign_response(request, response)
         log_event(
@@ -276,7 +301,11 @@ class SandboxApp:
     def _school(self, dfes: str) -> School:
         school = self.store.school(dfes)
         if school is None:
-            raise Problem("school-unknown", f"no school {dfes!r} is registered; ask for an enrolment code")
+            raise Problem(
+                "school-unknown",
+                N_("no school {dfes} is registered; ask for an enrolment code"),
+                dfes=repr(dfes),
+            )
         return school
 
     def _verified(
@@ -308,7 +337,9 @@ class SandboxApp:
         return Response(self._openapi_bytes, content_type="application/json")
 
     def on_portal(self, request: Request) -> Response:
-        return Response(portal.render(self.store), content_type="text/html; charset=utf-8")
+        lang = negotiate(request.headers.get("Accept-Language"))
+        page = Response(portal.render(self.store, lang), content_type="text/html; charset=utf-8")
+        return in_language(page, lang)
 
     # -- enrolment and keys ----------------------------------------------------------------------------------
 
@@ -322,7 +353,7 @@ class SandboxApp:
             school, key_id = self.store.enrol(enrolment.dfes_number, enrolment.enrolment_code, public_key)
         except EnrolmentRefused as exc:
             log_event("enrolment_refused", dfes=enrolment.dfes_number)
-            raise Problem("enrolment-code-invalid", str(exc)) from exc
+            raise Problem("enrolment-code-invalid", exc.template) from exc
         log_event("school_enrolled", dfes=school.dfes_number, key_id=key_id)
         answer: dict[str, Any] = {
             "dfes_number": school.dfes_number,
@@ -340,7 +371,7 @@ class SandboxApp:
         try:
             key_id = self.store.add_key(dfes, _public_key(key_request.public_key))
         except EnrolmentRefused as exc:
-            raise Problem("validation-failed", str(exc)) from exc
+            raise Problem("validation-failed", exc.template) from exc
         log_event("key_added", dfes=dfes, key_id=key_id, signed_by=signer)
         return json_response({"key_id": key_id}, status=201)
 
@@ -349,11 +380,13 @@ class SandboxApp:
         signer, _body = self._verified(request, dfes, GET_COMPONENTS)
         key = self.store.key(key_id)
         if key is None or key.dfes_number != dfes:
-            raise Problem("not-found", f"school {dfes} has no key {key_id!r}")
+            raise Problem(
+                "not-found", N_("school {dfes} has no key {key_id}"), dfes=dfes, key_id=repr(key_id)
+            )
         if not key.retired and self.store.active_keys(dfes) == [key_id]:
             raise Problem(
                 "validation-failed",
-                "this is the school's only current key; add another key before retiring it",
+                N_("this is the school's only current key; add another key before retiring it"),
             )
         self.store.retire_key(key_id)
         log_event("key_retired", dfes=dfes, key_id=key_id, signed_by=signer)
@@ -369,12 +402,15 @@ class SandboxApp:
         if isinstance(value, dict):
             if "batch_id" in value and value["batch_id"] != batch_key:
                 raise Problem(
-                    "idempotency-key-mismatch", "the body's batch_id differs from the Idempotency-Key"
+                    "idempotency-key-mismatch", N_("the body's batch_id differs from the Idempotency-Key")
                 )
             operations = value.get("operations")
             if isinstance(operations, list) and len(operations) > MAX_OPERATIONS:
                 raise Problem(
-                    "body-too-large", f"{len(operations)} operations; the limit is {MAX_OPERATIONS}"
+                    "body-too-large",
+                    N_("{count} operations; the limit is {limit}"),
+                    count=len(operations),
+                    limit=MAX_OPERATIONS,
                 )
         batch = validate(Batch, value)
         fingerprint = hashlib.sha256(national.canonical_json(value)).hexdigest()
@@ -383,7 +419,7 @@ class SandboxApp:
         except national.IdempotencyKeyReused as exc:
             log_event("batch_id_reused", level=logging.WARNING, dfes=dfes, batch_id=batch.batch_id)
             raise Problem(
-                "idempotency-key-reused", "this batch_id was already applied with a different body"
+                "idempotency-key-reused", N_("this batch_id was already applied with a different body")
             ) from exc
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         log_event(
@@ -449,7 +485,7 @@ class SandboxApp:
         if wanted is not None:
             signer = self.response_keys.by_id.get(wanted)
             if signer is None:
-                raise Problem("not-found", "no such response key")
+                raise Problem("not-found", N_("no such response key"))
             request.environ["hwb.response_signer"] = signer
         return json_response({"keys": [self.response_signer.public()]})
 
@@ -461,6 +497,6 @@ def _public_key(value: str) -> bytes:
         Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:
         raise Problem(
-            "validation-failed", "public_key must be the base64 of a raw 32-byte Ed25519 public key"
+            "validation-failed", N_("public_key must be the base64 of a raw 32-byte Ed25519 public key")
         ) from exc
     return raw

@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Final
 
+from hwb_sandbox.i18n import N_
 from hwb_sandbox.problems import Problem
 
 _CHUNK: Final = 64 * 1024
@@ -40,7 +41,12 @@ BATCH: Final = BodyLimit(raw=8 * MIB, inflated=32 * MIB)
 def read_capped(stream: IO[bytes], declared_length: int | None, limit: int) -> bytes:
     """The body bytes as sent, at most ``limit``: a larger declared or actual body is ``413``."""
     if declared_length is not None and declared_length > limit:
-        raise Problem("body-too-large", f"the body is {declared_length} bytes; the limit is {limit}")
+        raise Problem(
+            "body-too-large",
+            N_("the body is {length} bytes; the limit is {limit}"),
+            length=declared_length,
+            limit=limit,
+        )
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -50,7 +56,7 @@ def read_capped(stream: IO[bytes], declared_length: int | None, limit: int) -> b
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise Problem("body-too-large", f"the body exceeds the limit of {limit} bytes")
+            raise Problem("body-too-large", N_("the body exceeds the limit of {limit} bytes"), limit=limit)
 
 
 def inflate_gzip(body: bytes, limit: int) -> bytes:
@@ -69,14 +75,18 @@ def inflate_gzip(body: bytes, limit: int) -> bytes:
             try:
                 piece = inflater.decompress(pending, limit + 1 - size)
             except zlib.error as exc:
-                raise Problem("body-malformed", f"the gzip body cannot be decompressed: {exc}") from exc
+                raise Problem(
+                    "body-malformed", N_("the gzip body cannot be decompressed: {error}"), error=exc
+                ) from exc
             pieces.append(piece)
             size += len(piece)
             if size > limit:
-                raise Problem("body-too-large", f"the body exceeds {limit} bytes after decompression")
+                raise Problem(
+                    "body-too-large", N_("the body exceeds {limit} bytes after decompression"), limit=limit
+                )
             pending = inflater.unconsumed_tail
         if inflater.eof:
             if inflater.unused_data or start + _CHUNK < len(body):
-                raise Problem("body-malformed", "the gzip body has trailing data after its end")
+                raise Problem("body-malformed", N_("the gzip body has trailing data after its end"))
             return b"".join(pieces)
-    raise Problem("body-malformed", "the gzip body is truncated")
+    raise Problem("body-malformed", N_("the gzip body is truncated"))

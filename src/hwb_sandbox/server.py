@@ -35,6 +35,7 @@ from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
 from hwb_sandbox.app import MAX_BODY_BYTES, SandboxApp, log_event
+from hwb_sandbox.i18n import negotiate
 from hwb_sandbox.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX, PROBLEMS
 from hwb_sandbox.store import SandboxStore
 from hwb_sandbox.tls import TlsFront, server_context
@@ -44,22 +45,27 @@ _WAITRESS_SLUGS: Final = {413: "body-too-large"}
 
 
 class _ProblemErrorTask(ErrorTask):  # type: ignore[misc]
-    """waitress's error response (bad request line, body too large...) as a problem document."""
+    """waitress's error response (bad request line, body too large...) as a problem document, its title
+    in the language of the request's ``Accept-Language`` when waitress read that far (the detail is
+    waitress's own English)."""
 
     def execute(self) -> None:
         error = self.request.error
         slug = _WAITRESS_SLUGS.get(error.code, "body-malformed" if error.code < 500 else "internal-error")
         _status, title = PROBLEMS[slug]
+        lang = negotiate(getattr(self.request, "headers", {}).get("ACCEPT_LANGUAGE"))
         body = json.dumps(
             {
                 "type": PROBLEM_TYPE_PREFIX + slug,
-                "title": title,
+                "title": lang._(title),
                 "status": error.code,
                 "detail": str(error.body),
             }
         ).encode("utf-8")
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", PROBLEM_MEDIA_TYPE))
+        self.response_headers.append(("Content-Language", lang.code))
+        self.response_headers.append(("Vary", "Accept-Language"))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)

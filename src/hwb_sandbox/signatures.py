@@ -31,6 +31,7 @@ from http_message_signatures import (
     algorithms,
 )
 
+from hwb_sandbox.i18n import N_
 from hwb_sandbox.problems import Problem
 from hwb_sandbox.store import SandboxStore
 
@@ -96,22 +97,24 @@ def _parse_params(request: SignedRequest) -> _SignatureParams:
     signature = request.header("Signature")
     if signature_input is None or signature is None:
         raise Problem(
-            "signature-invalid", "the Signature and Signature-Input headers are required (RFC 9421)"
+            "signature-invalid", N_("the Signature and Signature-Input headers are required (RFC 9421)")
         )
     try:
         inputs = http_sf.parse(signature_input.encode("ascii"), tltype="dictionary")
         signatures = http_sf.parse(signature.encode("ascii"), tltype="dictionary")
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise Problem(
-            "signature-invalid", "Signature-Input or Signature is not a structured-field dictionary"
+            "signature-invalid", N_("Signature-Input or Signature is not a structured-field dictionary")
         ) from exc
     if not isinstance(inputs, dict) or not isinstance(signatures, dict):
-        raise Problem("signature-invalid", "Signature-Input and Signature must be dictionaries")
+        raise Problem("signature-invalid", N_("Signature-Input and Signature must be dictionaries"))
     if set(inputs) != {LABEL} or set(signatures) != {LABEL}:
-        raise Problem("signature-invalid", f'exactly one signature, labelled "{LABEL}", is expected')
+        raise Problem(
+            "signature-invalid", N_('exactly one signature, labelled "{label}", is expected'), label=LABEL
+        )
     member = inputs[LABEL]
     if not isinstance(member, tuple) or not isinstance(member[0], list):
-        raise Problem("signature-invalid", "the hwb Signature-Input member must be an inner list")
+        raise Problem("signature-invalid", N_("the hwb Signature-Input member must be an inner list"))
     params: dict[str, Any] = dict(member[1])
     key_id, created, nonce, alg = (
         params.get("keyid"),
@@ -120,11 +123,13 @@ def _parse_params(request: SignedRequest) -> _SignatureParams:
         params.get("alg"),
     )
     if not isinstance(key_id, str) or type(created) is not int or not isinstance(nonce, str):
-        raise Problem("signature-invalid", "the signature needs keyid, created and nonce parameters")
+        raise Problem("signature-invalid", N_("the signature needs keyid, created and nonce parameters"))
     if alg != "ed25519":
-        raise Problem("signature-invalid", 'the signature must declare alg="ed25519"')
+        raise Problem("signature-invalid", N_('the signature must declare alg="ed25519"'))
     if len(nonce) < MIN_NONCE_LENGTH:
-        raise Problem("signature-invalid", f"the nonce must be at least {MIN_NONCE_LENGTH} characters")
+        raise Problem(
+            "signature-invalid", N_("the nonce must be at least {length} characters"), length=MIN_NONCE_LENGTH
+        )
     return _SignatureParams(key_id, created, nonce)
 
 
@@ -137,13 +142,17 @@ def verify_request(
     if abs(now - params.created) > MAX_SKEW_SECONDS:
         raise Problem(
             "signature-stale",
-            f"created is {int(now - params.created)} s from the server clock (allowed: {MAX_SKEW_SECONDS} s);"
-            " check the client's clock",
+            N_("created is {skew} s from the server clock (allowed: {allowed} s); check the client's clock"),
+            skew=int(now - params.created),
+            allowed=MAX_SKEW_SECONDS,
         )
     key = store.key(params.key_id)
     if key is None or key.retired or key.dfes_number != dfes_number:
         raise Problem(
-            "key-unknown", f"key {params.key_id!r} is not an enrolled, current key of school {dfes_number}"
+            "key-unknown",
+            N_("key {key_id} is not an enrolled, current key of school {dfes}"),
+            key_id=repr(params.key_id),
+            dfes=dfes_number,
         )
     _check_content_digest(request)
     try:
@@ -154,9 +163,9 @@ def verify_request(
         verifier.max_clock_skew = dt.timedelta(seconds=MAX_SKEW_SECONDS)
         verifier.verify(request, max_age=None, require_components=required_components, body=request.body)
     except (HTTPMessageSignaturesException, ValueError, TypeError) as exc:
-        raise Problem("signature-invalid", f"the signature does not verify: {exc}") from exc
+        raise Problem("signature-invalid", N_("the signature does not verify: {error}"), error=exc) from exc
     if not store.remember_nonce(params.nonce):
-        raise Problem("nonce-replayed", "this nonce was already used; sign every request afresh")
+        raise Problem("nonce-replayed", N_("this nonce was already used; sign every request afresh"))
     return key.key_id
 
 
@@ -165,14 +174,16 @@ def _check_content_digest(request: SignedRequest) -> None:
     if digest is None:
         if request.body:
             raise Problem(
-                "signature-invalid", "a request with a body needs a Content-Digest header (RFC 9530)"
+                "signature-invalid", N_("a request with a body needs a Content-Digest header (RFC 9530)")
             )
         return
     try:
         ContentDigest.verify(digest, request.body)
     except HTTPMessageSignaturesException as exc:
         raise Problem(
-            "signature-invalid", f"Content-Digest does not match the body as sent (RFC 9530): {exc}"
+            "signature-invalid",
+            N_("Content-Digest does not match the body as sent (RFC 9530): {error}"),
+            error=exc,
         ) from exc
 
 

@@ -23,6 +23,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hwb_sandbox import calendar
+from hwb_sandbox.i18n import N_
 
 ENROLMENT_CODE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 DEFAULT_CODE_VALID_DAYS: Final = 7
@@ -192,7 +193,14 @@ class SigningKey:
 
 
 class EnrolmentRefused(Exception):
-    """The code is wrong, used or expired, or the key was retired; the message says which."""
+    """The code is wrong, used or expired, or the key was retired; the message says which.
+
+    ``template`` is the sentence marked for translation (the app's problem detail translates it).
+    """
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template)
+        self.template = template
 
 
 class SandboxStore:
@@ -334,11 +342,11 @@ class SandboxStore:
                 (_code_hash(code), dfes_number),
             ).fetchone()
             if row is None:
-                raise EnrolmentRefused("the enrolment code is not valid for this school")
+                raise EnrolmentRefused(N_("the enrolment code is not valid for this school"))
             if row["used_at"] is not None:
-                raise EnrolmentRefused("the enrolment code was already used; ask for a new one")
+                raise EnrolmentRefused(N_("the enrolment code was already used; ask for a new one"))
             if row["expires_at"] < self.clock():
-                raise EnrolmentRefused("the enrolment code has expired; ask for a new one")
+                raise EnrolmentRefused(N_("the enrolment code has expired; ask for a new one"))
             key_id = thumbprint_key_id(dfes_number, public_key_raw)
             self._insert_key(conn, dfes_number, key_id, public_key_raw)
             conn.execute(
@@ -358,7 +366,9 @@ class SandboxStore:
                 (key_id, dfes_number, public_key_raw, self.now()),
             )
         elif existing["retired_at"] is not None:
-            raise EnrolmentRefused("this key was retired and cannot be enrolled again; generate a new key")
+            raise EnrolmentRefused(
+                N_("this key was retired and cannot be enrolled again; generate a new key")
+            )
 
     def add_key(self, dfes_number: str, public_key_raw: bytes) -> str:
         """Add a key for a school (rotation); raise EnrolmentRefused for a retired key."""
