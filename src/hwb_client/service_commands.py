@@ -118,7 +118,8 @@ def cmd_schedule(
         )
         out.write(f"# {terms}\n")
     width = _weekday_width()
-    out.write(f"{_('date'):<10} {_('time'):<5} {_('day'):<{width}} {_('rule')}\n")
+    date, time, day, rule = _("date"), _("time"), _("day"), _("rule")  # the column headings
+    out.write(f"{date:<10} {time:<5} {day:<{width}} {rule}\n")
     for index, run in enumerate(calendar.iter_runs(schedule, after)):
         if index >= count:
             break
