@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("daemon", help=_("run on the academic-calendar schedule until stopped (the service)"))
     schedule = sub.add_parser("schedule", help=_("print the coming scheduled runs and the rule for each"))
     schedule.add_argument("--next", type=int, default=10, metavar="N")
-    schedule.add_argument("--from", dest="start", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
+    schedule.add_argument("--from", dest="start", type=_iso_date, metavar="YYYY-MM-DD")
     check = sub.add_parser(
         "check-config",
         help=_("check this server is ready to run (keys, enrolment, ODBC, directories, terms)"),

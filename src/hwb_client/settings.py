@@ -468,10 +468,17 @@ PYDANTIC_PROBLEMS = {
 }
 
 
+def _ctx_text(value: object) -> str:
+    """A limit as pydantic writes it: ``1``, not ``1.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _problem(error: dict[str, Any]) -> str:
     """What is wrong with one setting, in the active language."""
     kind = error["type"]
-    ctx = {name: str(value) for name, value in (error.get("ctx") or {}).items()}
+    ctx = {name: _ctx_text(value) for name, value in (error.get("ctx") or {}).items()}
     for name in ("expected", "expected_schemes"):  # "'en' or 'cy'"
         if name in ctx:
             ctx[name] = ctx[name].replace(" or ", " " + _("or") + " ")
