@@ -40,6 +40,7 @@ import structlog
 
 from hwb_client import __version__, i18n, logs
 from hwb_client.errors import ConfigError, HwbClientError
+from hwb_client.i18n import N_, _, ngettext
 from hwb_client.settings import Settings, load_settings
 from hwb_client.terminal import printable
 
@@ -50,79 +51,99 @@ log = structlog.get_logger("hwb_client.cli")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwb-client",
-        description="Hwb provisioning client: reads the school MIS over ODBC and provisions Hwb accounts.",
-        epilog="Exit codes: 0 ok, 1 records held back/refused, 2 usage, 3 configuration, 4 MIS, 5 national API, "
-        "6 blocked by the safety guard, 7 run in progress, 8 local state, 9 enrolment; "
-        "status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        description=_("Hwb provisioning client: reads the school MIS over ODBC and provisions Hwb accounts."),
+        epilog=_(
+            "Exit codes: 0 ok, 1 records held back/refused, 2 usage, 3 configuration, 4 MIS, 5 national API, "
+            "6 blocked by the safety guard, 7 run in progress, 8 local state, 9 enrolment; "
+            "status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+        ),
     )
-    parser.add_argument("--version", action="version", version=f"hwb-client {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"hwb-client {__version__}",
+        help=_("show program's version number and exit"),
+    )
     parser.add_argument(
         "--lang",
         choices=i18n.LANGUAGES,
-        help="the language of what this command prints: cy (Cymraeg) or en (English); default: "
-        "client.language in the configuration, then the locale (LANG)",
+        help=_(
+            "the language of what this command prints: cy (Cymraeg) or en (English); default: "
+            "client.language in the configuration, then the locale (LANG)"
+        ),
     )
     parser.add_argument(
-        "--config", type=Path, help="configuration file (default: platform path or HWB_CONFIG)"
+        "--config", type=Path, help=_("configuration file (default: platform path or HWB_CONFIG)")
     )
-    parser.add_argument("--run-now", action="store_true", help="run now, for every school or --school")
-    parser.add_argument("--school", metavar="DFES", help="only this school (7-digit DfES number)")
-    parser.add_argument("--dry-run", action="store_true", help="with --run-now: print the plan; send nothing")
+    parser.add_argument("--run-now", action="store_true", help=_("run now, for every school or --school"))
+    parser.add_argument("--school", metavar="DFES", help=_("only this school (7-digit DfES number)"))
+    parser.add_argument(
+        "--dry-run", action="store_true", help=_("with --run-now: print the plan; send nothing")
+    )
     parser.add_argument(
         "--verify",
         action="store_true",
-        help="with --run-now: compare the acknowledged state with the national manifest and repair it",
+        help=_("with --run-now: compare the acknowledged state with the national manifest and repair it"),
     )
     parser.add_argument(
         "--allow-mass-removal",
         action="store_true",
-        help="with --run-now: allow this one run past the guard's removal and hold-back rules (after "
-        "checking the MIS); recorded in the run report with your user name",
+        help=_(
+            "with --run-now: allow this one run past the guard's removal and hold-back rules (after "
+            "checking the MIS); recorded in the run report with your user name"
+        ),
     )
     parser.add_argument(
         "--allow-mass-update",
         action="store_true",
-        help="with --run-now: allow this one run past the guard's mass-update rule (after checking the "
-        "query profile's mapping); recorded in the run report with your user name",
+        help=_(
+            "with --run-now: allow this one run past the guard's mass-update rule (after checking the "
+            "query profile's mapping); recorded in the run report with your user name"
+        ),
     )
     parser.add_argument(
         "--as-of",
         type=_iso_date,
         metavar="YYYY-MM-DD",
-        help="with --run-now --dry-run: plan the run as it would be on that day (leaving and start "
-        "dates, the summer rules); a real run with --as-of is only allowed against a sandbox on loopback",
+        help=_(
+            "with --run-now --dry-run: plan the run as it would be on that day (leaving and start "
+            "dates, the summer rules); a real run with --as-of is only allowed against a sandbox on loopback"
+        ),
     )
     parser.add_argument(
         "--wait",
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="with --run-now: wait this long for a run already in progress",
+        help=_("with --run-now: wait this long for a run already in progress"),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    enrol = sub.add_parser("enrol", help="register this school's signing key with the national API")
+    enrol = sub.add_parser("enrol", help=_("register this school's signing key with the national API"))
     enrol.add_argument("--school", dest="enrol_school", metavar="DFES", required=True)
-    enrol.add_argument("--code", required=True, help="the one-time enrolment code issued nationally")
-    rotate = sub.add_parser("rotate-key", help="replace this school's signing key (the old one is retired)")
+    enrol.add_argument("--code", required=True, help=_("the one-time enrolment code issued nationally"))
+    rotate = sub.add_parser(
+        "rotate-key", help=_("replace this school's signing key (the old one is retired)")
+    )
     rotate.add_argument("--school", dest="rotate_school", metavar="DFES", required=True)
     status = sub.add_parser(
-        "status", help="show each school's last run; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+        "status", help=_("show each school's last run; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
     )
     status.add_argument("--school", dest="status_school", metavar="DFES")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--nagios", action="store_true", help="one line and performance data (a plugin)")
+    status.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    status.add_argument("--nagios", action="store_true", help=_("one line and performance data (a plugin)"))
     _add_operator_commands(sub)
-    sub.add_parser("daemon", help="run on the academic-calendar schedule until stopped (the service)")
-    schedule = sub.add_parser("schedule", help="print the coming scheduled runs and the rule for each")
+    sub.add_parser("daemon", help=_("run on the academic-calendar schedule until stopped (the service)"))
+    schedule = sub.add_parser("schedule", help=_("print the coming scheduled runs and the rule for each"))
     schedule.add_argument("--next", type=int, default=10, metavar="N")
-    schedule.add_argument("--from", dest="start", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
+    schedule.add_argument("--from", dest="start", type=_iso_date, metavar="YYYY-MM-DD")
     check = sub.add_parser(
-        "check-config", help="check this server is ready to run (keys, enrolment, ODBC, directories, terms)"
+        "check-config",
+        help=_("check this server is ready to run (keys, enrolment, ODBC, directories, terms)"),
     )
     check.add_argument(
         "--connect",
         action="store_true",
-        help="also open each MIS, count each query's rows, ask the API's /healthz",
+        help=_("also open each MIS, count each query's rows, ask the API's /healthz"),
     )
     return parser
 
@@ -131,30 +152,33 @@ def _iso_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write it as YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(
+            _("{text} is not a date: write it as YYYY-MM-DD").format(text=repr(text))
+        ) from None
 
 
 def _add_operator_commands(sub: Any) -> None:
-    history = sub.add_parser("history", help="each run of each school: outcome, counts, holds, version")
+    history = sub.add_parser("history", help=_("each run of each school: outcome, counts, holds, version"))
     history.add_argument("--school", dest="history_school", metavar="DFES")
-    history.add_argument("--last", type=int, metavar="N", help="only the last N runs of each school")
-    history.add_argument("--json", action="store_true", help="machine-readable output")
-    why = sub.add_parser("why", help="why has this person no account? (MIS, local state, national side)")
+    history.add_argument("--last", type=int, metavar="N", help=_("only the last N runs of each school"))
+    history.add_argument("--json", action="store_true", help=_("machine-readable output"))
+    why = sub.add_parser("why", help=_("why has this person no account? (MIS, local state, national side)"))
     why.add_argument("--school", dest="why_school", metavar="DFES", required=True)
     who = why.add_mutually_exclusive_group(required=True)
-    who.add_argument("--upn", help="a learner's UPN (hashed here; never logged, stored or sent)")
+    who.add_argument("--upn", help=_("a learner's UPN (hashed here; never logged, stored or sent)"))
     who.add_argument("--staff-code", metavar="CODE")
-    who.add_argument("--mis-id", metavar="ID", help="the MIS's own id (the profile's mis_id column)")
-    who.add_argument("--name", metavar="TEXT", help="part of a legal forename or surname")
-    report = sub.add_parser("report", help="the school's report for its MIS administrator (names people)")
+    who.add_argument("--mis-id", metavar="ID", help=_("the MIS's own id (the profile's mis_id column)"))
+    who.add_argument("--name", metavar="TEXT", help=_("part of a legal forename or surname"))
+    report = sub.add_parser("report", help=_("the school's report for its MIS administrator (names people)"))
     report.add_argument("--school", dest="report_school", metavar="DFES", required=True)
-    report.add_argument("--output", type=Path, required=True, metavar="FILE", help="FILE.html or FILE.csv")
+    report.add_argument("--output", type=Path, required=True, metavar="FILE", help=_("FILE.html or FILE.csv"))
 
 
 def _load(args: argparse.Namespace, *, reading_only: bool = False) -> Settings:
-    settings = load_settings(args.config)
-    if getattr(args, "lang", None) is None and settings.client.language is not None:
-        i18n.activate(settings.client.language)  # --lang, when given, was activated before parsing
+    follow = getattr(args, "lang", None) is None  # --lang, when given, was activated before parsing
+    settings = load_settings(args.config, follow_language=follow)  # an error in the file: in its language
+    if follow and settings.client.language is not None:
+        i18n.activate(settings.client.language)
     try:
         logs.configure(
             fmt=settings.client.log_format,
@@ -168,8 +192,12 @@ def _load(args: argparse.Namespace, *, reading_only: bool = False) -> Settings:
             return settings
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(
-            f"client.log_file: cannot write the log file {settings.client.log_file!s} ({reason}); "
-            "give a file path the service user may write, or remove the setting"
+            N_(
+                "client.log_file: cannot write the log file {path} ({reason}); "
+                "give a file path the service user may write, or remove the setting"
+            ),
+            path=settings.client.log_file,
+            reason=reason,
         ) from None
     return settings
 
@@ -354,7 +382,12 @@ def cmd_enrol(args: argparse.Namespace, out: TextIO) -> int:
     settings = _load(args)
     school = settings.school(args.enrol_school)
     key_id, path = enrol(settings, school, args.code)
-    out.write(f"{school.dfes_number}: enrolled, key id {key_id} (key file {path})\n")
+    out.write(
+        _("{dfes}: enrolled, key id {key_id} (key file {path})").format(
+            dfes=school.dfes_number, key_id=key_id, path=path
+        )
+        + "\n"
+    )
     return EXIT_OK
 
 
@@ -364,7 +397,12 @@ def cmd_rotate_key(args: argparse.Namespace, out: TextIO) -> int:
     settings = _load(args)
     school = settings.school(args.rotate_school)
     old_id, new_id = rotate_key(settings, school)
-    out.write(f"{school.dfes_number}: signing key rotated: {old_id} retired, now {new_id}\n")
+    out.write(
+        _("{dfes}: signing key rotated: {old_id} retired, now {new_id}").format(
+            dfes=school.dfes_number, old_id=old_id, new_id=new_id
+        )
+        + "\n"
+    )
     return EXIT_OK
 
 
@@ -380,7 +418,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         if args.nagios:
             out.write(f"HWB UNKNOWN - {exc.message.splitlines()[0]}\n")
         else:
-            sys.stderr.write(f"hwb-client: error: {exc.message}\n")
+            sys.stderr.write(_error_line(exc))
         return status.UNKNOWN
     if args.nagios:
         out.write(status.nagios_line(entries, now) + "\n")
@@ -415,7 +453,10 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
     settings = _load(args)
     written = report.write_report(settings, settings.school(args.report_school), args.output)
-    out.write(f"{written}: written, readable by you only (it names people; do not send it on)\n")
+    out.write(
+        _("{path}: written, readable by you only (it names people; do not send it on)").format(path=written)
+        + "\n"
+    )
     return EXIT_OK
 
 
@@ -427,9 +468,13 @@ def cmd_check_config(args: argparse.Namespace, out: TextIO) -> int:
     for line in [*report.problems, *report.notes]:
         out.write(f"{line}\n")
     if report.problems:
-        out.write(f"{settings.config_path}: NOT READY ({len(report.problems)} problem(s))\n")
+        count = len(report.problems)
+        verdict = ngettext("NOT READY ({count} problem)", "NOT READY ({count} problems)", count)
+        out.write(f"{settings.config_path}: {verdict.format(count=count)}\n")
         return ConfigError.exit_code
-    out.write(f"{settings.config_path}: READY ({len(settings.schools)} school(s))\n")
+    count = len(settings.schools)
+    verdict = ngettext("READY ({count} school)", "READY ({count} schools)", count)
+    out.write(f"{settings.config_path}: {verdict.format(count=count)}\n")
     return EXIT_OK
 
 
@@ -470,22 +515,57 @@ def _language_asked(argv: Sequence[str] | None) -> str | None:
     return known.lang if isinstance(known.lang, str) else None
 
 
+def _error_line(exc: HwbClientError) -> str:
+    return _("hwb-client: error: {message}").format(message=exc.message) + "\n"
+
+
+#: argparse's own words (usage, section titles, its errors), in the catalogue: argparse looks ``_`` and
+#: ``ngettext`` up in its module at call time, and ``_use_our_catalogue`` points them at ours.
+ARGPARSE_TEXT = (
+    N_("usage: "),
+    N_("positional arguments"),
+    N_("options"),
+    N_("show this help message and exit"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("%(prog)s: error: %(message)s\n"),
+    N_("the following arguments are required: %s"),
+    N_("one of the arguments %s is required"),
+    N_("not allowed with argument %s"),
+    N_("unrecognized arguments: %s"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("expected one argument"),
+    N_("expected at most one argument"),
+    N_("expected at least one argument"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+    N_("ignored explicit argument %r"),
+    N_("unexpected option string: %s"),
+)
+
+
+def _use_our_catalogue() -> None:
+    """argparse translates through the ``_`` and ``ngettext`` of its own module: make them ours."""
+    vars(argparse)["_"] = i18n._
+    vars(argparse)["ngettext"] = i18n.ngettext
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    _use_our_catalogue()
     i18n.activate(i18n.choose(_language_asked(argv)))  # before the parser: its --help is translated
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.run_now:
             if args.command:
-                parser.error("--run-now runs on its own; do not give a command with it")
+                parser.error(_("--run-now runs on its own; do not give a command with it"))
             return cmd_run_now(args, out)
         if args.command is None:
             parser.print_help(out)
             return EXIT_USAGE
         return int(COMMANDS[args.command](args, out))
     except HwbClientError as exc:
-        sys.stderr.write(f"hwb-client: error: {exc.message}\n")
+        sys.stderr.write(_error_line(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -496,7 +576,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except Exception:  # a traceback is a bug: log it, show one line
         detail = traceback.format_exc()
         log.error("unexpected_error", traceback=detail)
-        sys.stderr.write("hwb-client: internal error (a bug): see the log for the traceback\n")
+        sys.stderr.write(_("hwb-client: internal error (a bug): see the log for the traceback") + "\n")
         return 70
 
 

@@ -36,8 +36,10 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
+from hwb_client import i18n
 from hwb_client.core import calendar
 from hwb_client.errors import ConfigError, HwbClientError, RunInProgress
+from hwb_client.i18n import ngettext
 from hwb_client.platform import systemd
 from hwb_client.platform.files import atomic_write
 from hwb_client.settings import ScheduleSettings, SchoolSettings, Settings
@@ -305,8 +307,13 @@ class _Daemon:
 
     def status_line(self) -> str:
         upcoming = next_scheduled_run(self.schedule, self.clock())
-        local = upcoming.at.strftime("%Y-%m-%d %H:%M %Z")
-        return f"next run {local} ({upcoming.rule}); {len(self.in_flight)} school run(s) in progress"
+        local = i18n.format_date(upcoming.at.date()) + upcoming.at.strftime(" %H:%M %Z")
+        running = len(self.in_flight)
+        return ngettext(
+            "next run {at} ({rule}); {count} school run in progress",
+            "next run {at} ({rule}); {count} school runs in progress",
+            running,
+        ).format(at=local, rule=upcoming.rule, count=running)
 
     def report_status(self) -> None:
         systemd.status(self.status_line())

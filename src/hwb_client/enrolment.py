@@ -13,6 +13,7 @@ from hwb_client.adapters.signing import (
 )
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.errors import ApiError, EnrolmentError
+from hwb_client.i18n import N_
 from hwb_client.settings import SchoolSettings, Settings
 from hwb_client.trust import pin_from_enrolment
 
@@ -33,7 +34,9 @@ def enrol(settings: Settings, school: SchoolSettings, code: str) -> tuple[str, P
     try:
         answer = api.enrol(school.dfes_number, code.strip(), public_key_b64(key))
     except ApiError as exc:
-        raise EnrolmentError(f"school {school.dfes_number}: enrolment refused: {exc.message}") from None
+        raise EnrolmentError(
+            N_("school {dfes}: enrolment refused: {reason}"), dfes=school.dfes_number, reason=exc
+        ) from None  # the reason is read in the language of whoever reads it (``exc.message``)
     finally:
         api.close()
     pin_from_enrolment(settings, school, answer)  # the national response key (protocol 2)

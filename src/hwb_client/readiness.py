@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwb_client import i18n
 from hwb_client.errors import HwbClientError
+from hwb_client.i18n import _, ngettext
 from hwb_client.settings import SchoolSettings, Settings
 
 
@@ -35,13 +37,15 @@ def _writable_dir(path: Path, setting: str) -> Iterator[str]:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent  # a missing directory is made by the first run if its parent allows it
     if not probe.is_dir():
-        yield f"{setting}: {probe} is not a directory; give a directory path"
+        yield _("{setting}: {path} is not a directory; give a directory path").format(
+            setting=setting, path=probe
+        )
     elif not os.access(probe, os.W_OK | os.X_OK):
-        yield (
-            f"{setting}: {path} is not writable by this user (uid {os.getuid() if hasattr(os, 'getuid') else '?'}); "
+        yield _(
+            "{setting}: {path} is not writable by this user (uid {uid}); "
             "make it owned by the service user (Debian: hwb-client:hwb-client 0750, made by the unit's "
             "StateDirectory=/LogsDirectory=) or run as that user"
-        )
+        ).format(setting=setting, path=path, uid=os.getuid() if hasattr(os, "getuid") else "?")
 
 
 def _national_key(settings: Settings, today: dt.date, notes: list[str]) -> Iterator[str]:
@@ -50,10 +54,10 @@ def _national_key(settings: Settings, today: dt.date, notes: list[str]) -> Itera
 
     path = settings.client.national_key_file
     if path.is_file() and world_accessible(path):  # reported, not fixed: check-config changes nothing
-        yield (
-            f"client.national_key_file: {path} is readable by every user on this server; restrict it "
-            f"(chmod o-rwx {path}; owner root, group of the service user, mode 0640)"
-        )
+        yield _(
+            "client.national_key_file: {path} is readable by every user on this server; restrict it "
+            "(chmod o-rwx {path}; owner root, group of the service user, mode 0640)"
+        ).format(path=path)
         return
     try:
         load_national_key(path, today)
@@ -77,21 +81,24 @@ def _odbc(school: SchoolSettings, conn: str) -> Iterator[str]:
     where = f"schools[{school.dfes_number}].odbc"
     target = _odbc_target(conn)
     if target is None:
-        yield f"{where}: names neither DSN= nor Driver=; write DSN=NAME (odbcinst -q -s) or Driver=NAME (odbcinst -q -d)"
+        yield _(
+            "{where}: names neither DSN= nor Driver=; write DSN=NAME (odbcinst -q -s) or Driver=NAME "
+            "(odbcinst -q -d)"
+        ).format(where=where)
         return
     kind, name = target
     if kind == "dsn" and name not in pyodbc.dataSources():
-        known = ", ".join(sorted(pyodbc.dataSources())) or "none"
-        yield (
-            f"{where}: the ODBC data source {name!r} does not exist (defined: {known}); add it to "
+        known = ", ".join(sorted(pyodbc.dataSources())) or _("none")
+        yield _(
+            "{where}: the ODBC data source {name} does not exist (defined: {known}); add it to "
             "/etc/odbc.ini (odbcinst -q -s lists them) or use Driver=...;Server=... instead"
-        )
+        ).format(where=where, name=repr(name), known=known)
     elif kind == "driver" and name not in pyodbc.drivers():
-        known = ", ".join(pyodbc.drivers()) or "none"
-        yield (
-            f"{where}: the ODBC driver {name!r} is not installed (installed: {known}); install its "
+        known = ", ".join(pyodbc.drivers()) or _("none")
+        yield _(
+            "{where}: the ODBC driver {name} is not installed (installed: {known}); install its "
             "package (odbcinst -q -d lists them) or correct the name"
-        )
+        ).format(where=where, name=repr(name), known=known)
 
 
 def _signing_key(settings: Settings, school: SchoolSettings) -> Iterator[str]:
@@ -100,10 +107,10 @@ def _signing_key(settings: Settings, school: SchoolSettings) -> Iterator[str]:
     path = settings.signing_key_path(school)
     setting = f"schools[{school.dfes_number}].signing_key_file"
     if not path.exists():
-        yield (
-            f"{setting}: school {school.dfes_number} is not enrolled (no signing key at {path}); run "
-            f"`hwb-client enrol --school {school.dfes_number} --code CODE` with its one-time code"
-        )
+        yield _(
+            "{setting}: school {dfes} is not enrolled (no signing key at {path}); run "
+            "`hwb-client enrol --school {dfes} --code CODE` with its one-time code"
+        ).format(setting=setting, dfes=school.dfes_number, path=path)
         return
     try:
         load_signing_key(path)
@@ -123,15 +130,15 @@ def _connect(school: SchoolSettings, conn: str, base: Path | None) -> Iterator[s
     try:
         for kind in KINDS:
             query = profile.query(kind)
-            params = [school.dfes_number for _ in query.params]
+            params = [school.dfes_number for _param in query.params]
             try:
                 source.connection.execute(f"SELECT COUNT(*) FROM ({query.sql}) AS counted", params).fetchone()
             except Exception as exc:  # any driver error: report it, go on with the next query
                 detail = " ".join(str(exc).split())[:200]
-                yield (
-                    f"schools[{school.dfes_number}].profile: the {kind} query fails on this MIS ({detail}); "
+                yield _(
+                    "schools[{dfes}].profile: the {kind} query fails on this MIS ({detail}); "
                     "fix the query profile or the MIS permissions"
-                )
+                ).format(dfes=school.dfes_number, kind=kind, detail=detail)
     finally:
         source.close()
 
@@ -158,21 +165,30 @@ def _terms(settings: Settings, today: dt.date) -> tuple[list[str], list[str]]:
 
     schedule = settings.schedule
     if schedule.test_interval_seconds is not None:
-        return [], ["schedule.test_interval_seconds is set: rehearsal mode, the calendar is ignored"]
+        return [], [_("schedule.test_interval_seconds is set: rehearsal mode, the calendar is ignored")]
     try:
         cal = calendar.academic_calendar(schedule)
     except HwbClientError as exc:
         return [_first_line(exc)], []
     if cal.uses_defaults:
         return [
-            "schedule.terms: no term dates configured (the built-in Welsh defaults are not your LA's); "
-            "add your LA's [[schedule.terms]] entries"
+            _(
+                "schedule.terms: no term dates configured (the built-in Welsh defaults are not your LA's); "
+                "add your LA's [[schedule.terms]] entries"
+            )
         ], []
     if cal.last_day < today:
         return [
-            f"schedule.terms: the term dates ended on {cal.last_day}; add the next academic year's [[schedule.terms]]"
+            _(
+                "schedule.terms: the term dates ended on {last_day}; add the next academic year's "
+                "[[schedule.terms]]"
+            ).format(last_day=i18n.format_date(cal.last_day))
         ], []
-    return [], [f"term dates until {cal.last_day} ({(cal.last_day - today).days} days)"]
+    days = (cal.last_day - today).days
+    note = ngettext(
+        "term dates until {last_day} ({days} day)", "term dates until {last_day} ({days} days)", days
+    )
+    return [], [note.format(last_day=i18n.format_date(cal.last_day), days=days)]
 
 
 def _api_health(settings: Settings) -> Iterator[str]:
@@ -187,10 +203,14 @@ def _api_health(settings: Settings) -> Iterator[str]:
             proxies={"https": settings.api.proxy, "http": settings.api.proxy} if settings.api.proxy else None,
         )
     except requests.RequestException as exc:
-        yield f"api.base_url: cannot reach {url} ({type(exc).__name__}); check the URL, api.proxy and the firewall"
+        yield _(
+            "api.base_url: cannot reach {url} ({error}); check the URL, api.proxy and the firewall"
+        ).format(url=url, error=type(exc).__name__)
         return
     if response.status_code != 200:
-        yield f"api.base_url: {url} answered HTTP {response.status_code}; check the URL (or try again later)"
+        yield _("api.base_url: {url} answered HTTP {status}; check the URL (or try again later)").format(
+            url=url, status=response.status_code
+        )
 
 
 def check(settings: Settings, *, connect: bool = False, today: dt.date) -> Report:

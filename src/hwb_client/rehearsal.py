@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.errors import ApiError, UsageError
+from hwb_client.i18n import N_
 from hwb_client.settings import Settings, is_loopback_url
 
 
@@ -18,21 +19,31 @@ def require_sandbox(settings: Settings) -> None:
     url = str(settings.api.base_url)
     if not is_loopback_url(url):
         raise UsageError(
-            f"--as-of without --dry-run is only allowed against a sandbox on loopback, not {url}: "
-            "add --dry-run to see what a run on that day would send"
+            N_(
+                "--as-of without --dry-run is only allowed against a sandbox on loopback, not {url}: "
+                "add --dry-run to see what a run on that day would send"
+            ),
+            url=url,
         )
     api = NationalApi(settings.api, signer=None)
     try:
         answer = api.health()
     except ApiError as exc:
         raise UsageError(
-            f"--as-of without --dry-run: could not ask {url} whether it is a sandbox ({exc.message}); "
-            "start the sandbox, or add --dry-run"
+            N_(
+                "--as-of without --dry-run: could not ask {url} whether it is a sandbox ({reason}); "
+                "start the sandbox, or add --dry-run"
+            ),
+            url=url,
+            reason=exc,
         ) from None
     finally:
         api.close()
     if answer.get("sandbox") is not True:
         raise UsageError(
-            f"--as-of without --dry-run is only allowed against a sandbox, and {url} does not say it is one: "
-            "add --dry-run to see what a run on that day would send"
+            N_(
+                "--as-of without --dry-run is only allowed against a sandbox, and {url} does not say it is "
+                "one: add --dry-run to see what a run on that day would send"
+            ),
+            url=url,
         )

@@ -17,9 +17,11 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from hwb_client import i18n
 from hwb_client.core import calendar
 from hwb_client.daemon import CALENDAR_WARNING_DAYS, Clock, RunSchool, run_daemon, utc_now
 from hwb_client.errors import ConfigError
+from hwb_client.i18n import _
 from hwb_client.logs import reopen_log_files
 from hwb_client.settings import Settings
 
@@ -99,24 +101,46 @@ def cmd_schedule(
     zone = ZoneInfo(schedule.timezone)
     after = _start_of(start, zone, clock)
     if schedule.test_interval_seconds is not None:
-        out.write(
-            f"# test_interval_seconds = {schedule.test_interval_seconds}: REHEARSAL MODE, calendar ignored\n"
-        )
+        rehearsal = _("test_interval_seconds = {seconds}: REHEARSAL MODE, calendar ignored")
+        out.write("# " + rehearsal.format(seconds=schedule.test_interval_seconds) + "\n")
     else:
         cal = calendar.academic_calendar(schedule)
         source = (
-            "built-in Welsh defaults (replace with your LA's dates)" if cal.uses_defaults else "configured"
+            _("built-in Welsh defaults (replace with your LA's dates)")
+            if cal.uses_defaults
+            else _("configured")
         )
-        out.write(
-            f"# term dates: {source}, {cal.first_day} to {cal.last_day}; time zone {schedule.timezone}\n"
+        terms = _("term dates: {source}, {first_day} to {last_day}; time zone {timezone}").format(
+            source=source,
+            first_day=i18n.format_date(cal.first_day),
+            last_day=i18n.format_date(cal.last_day),
+            timezone=schedule.timezone,
         )
-    out.write(f"{'date':<10} {'time':<5} {'day':<3} rule\n")
+        out.write(f"# {terms}\n")
+    width = _weekday_width()
+    date, time, day, rule = _("date"), _("time"), _("day"), _("rule")  # the column headings
+    out.write(f"{date:<10} {time:<5} {day:<{width}} {rule}\n")
     for index, run in enumerate(calendar.iter_runs(schedule, after)):
         if index >= count:
             break
         local = run.at.astimezone(zone)
-        out.write(f"{local:%Y-%m-%d} {local:%H:%M} {local:%a} {run.rule}\n")
+        out.write(f"{local:%Y-%m-%d} {local:%H:%M} {_weekday(local):<{width}} {run.rule}\n")
     return 0
+
+
+def _weekday(moment: dt.datetime) -> str:
+    """The day's short name in the active language: ``Sun`` in English, ``Sul`` in Welsh."""
+    if i18n.language() == i18n.DEFAULT_LANGUAGE:
+        return f"{moment:%a}"
+    from babel.dates import format_date
+
+    return str(format_date(moment.date(), "EEE", locale=i18n.language()))
+
+
+def _weekday_width() -> int:
+    """The widest short day name (3 in English; Welsh has ``Llun`` and ``Gwen``)."""
+    monday = dt.datetime(2026, 1, 5)
+    return max(len(_weekday(monday + dt.timedelta(days=n))) for n in range(7))
 
 
 def schedule_health(
@@ -160,9 +184,9 @@ def schedule_health(
             health["uses_default_terms"] = cal.uses_defaults
             days_left = (cal.last_day - now.astimezone(ZoneInfo(schedule.timezone)).date()).days
             if days_left < CALENDAR_WARNING_DAYS:
-                health["warning"] = (
-                    f"schedule.terms end on {cal.last_day}: add the next academic year's [[schedule.terms]]"
-                )
+                health["warning"] = _(
+                    "schedule.terms end on {last_day}: add the next academic year's [[schedule.terms]]"
+                ).format(last_day=i18n.format_date(cal.last_day))
     else:
-        health["warning"] = "schedule.test_interval_seconds is set: rehearsal mode, not the real calendar"
+        health["warning"] = _("schedule.test_interval_seconds is set: rehearsal mode, not the real calendar")
     return health

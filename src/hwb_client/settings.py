@@ -32,7 +32,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hwb_client import i18n
 from hwb_client.errors import ConfigError
+from hwb_client.i18n import N_, _, ngettext
 from hwb_client.platform.credentials import credential_path, missing_credential_fix
 
 DFES_PATTERN = re.compile(r"^(6[6-7][0-9]|68[01])[0-9]{4}$")
@@ -113,8 +115,10 @@ class ApiSettings(_Section):
     def _ca_bundle_exists(cls, path: Path | None) -> Path | None:
         if path is not None and not path.is_file():
             raise ValueError(
-                f"no file at {path}: give the PEM file of the CA that issued the national API's certificate, "
-                "or remove the setting to use the system's CAs"
+                _(
+                    "no file at {path}: give the PEM file of the CA that issued the national API's "
+                    "certificate, or remove the setting to use the system's CAs"
+                ).format(path=path)
             )
         return path
 
@@ -122,7 +126,7 @@ class ApiSettings(_Section):
     @classmethod
     def _https_unless_loopback(cls, url: AnyHttpUrl) -> AnyHttpUrl:
         if url.scheme != "https" and not is_loopback_host(url.host or ""):
-            raise ValueError("must be https:// (plain http:// is only allowed to a loopback address)")
+            raise ValueError(_("must be https:// (plain http:// is only allowed to a loopback address)"))
         return url
 
 
@@ -155,7 +159,11 @@ class Term(_Section):
     @model_validator(mode="after")
     def _ordered(self) -> Term:
         if self.end < self.start:
-            raise ValueError(f"term ends ({self.end}) before it starts ({self.start})")
+            raise ValueError(
+                _("term ends ({end}) before it starts ({start})").format(
+                    end=i18n.format_date(self.end), start=i18n.format_date(self.start)
+                )
+            )
         return self
 
 
@@ -210,7 +218,10 @@ class ScheduleSettings(_Section):
     def _weekdays(cls, days: list[str]) -> list[str]:
         bad = [d for d in days if d not in _WEEKDAYS]
         if bad:
-            raise ValueError(f"unknown weekday(s) {bad}: use {', '.join(_WEEKDAYS)}")
+            text = ngettext(
+                "unknown weekday {bad}: use {known}", "unknown weekdays {bad}: use {known}", len(bad)
+            )
+            raise ValueError(text.format(bad=bad, known=", ".join(_WEEKDAYS)))
         return days
 
     @field_validator("timezone")
@@ -221,7 +232,9 @@ class ScheduleSettings(_Section):
         try:
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/London") from None
+            raise ValueError(
+                _("unknown time zone {name}: use an IANA name such as Europe/London").format(name=repr(name))
+            ) from None
         return name
 
     @field_validator("end_of_year_date")
@@ -233,7 +246,9 @@ class ScheduleSettings(_Section):
                 raise ValueError
             dt.date(2024, int(match[1]), int(match[2]))  # a leap year accepts 02-29
         except ValueError:
-            raise ValueError(f"{value!r} is not a month-day: write MM-DD, e.g. 08-30") from None
+            raise ValueError(
+                _("{value} is not a month-day: write MM-DD, e.g. 08-30").format(value=repr(value))
+            ) from None
         return value
 
     @field_validator("terms")
@@ -243,8 +258,10 @@ class ScheduleSettings(_Section):
         for before, after in itertools.pairwise(ordered):
             if after.start <= before.end:
                 raise ValueError(
-                    f"terms {before.start}..{before.end} and {after.start}..{after.end} overlap; "
-                    "each [[schedule.terms]] entry is one block of teaching between two holidays"
+                    _(
+                        "terms {first} and {second} overlap; "
+                        "each [[schedule.terms]] entry is one block of teaching between two holidays"
+                    ).format(first=f"{before.start}..{before.end}", second=f"{after.start}..{after.end}")
                 )
         return ordered
 
@@ -266,7 +283,7 @@ class SchoolSettings(_Section):
     def _dfes(cls, value: str) -> str:
         if not DFES_PATTERN.match(value):
             raise ValueError(
-                "must be the school's 7-digit DfES number: a Welsh LA number (660-681) then 4 digits"
+                _("must be the school's 7-digit DfES number: a Welsh LA number (660-681) then 4 digits")
             )
         return value
 
@@ -279,26 +296,36 @@ class SchoolSettings(_Section):
             password = credential.read_text(encoding="utf-8").strip()
         elif self.odbc_password_credential and not (self.odbc_password_env or self.odbc_password_file):
             raise ConfigError(
-                f"schools[{self.dfes_number}].odbc_password_credential: "
-                + missing_credential_fix(
+                N_("schools[{dfes}].odbc_password_credential: {fix}"),
+                dfes=self.dfes_number,
+                fix=missing_credential_fix(
                     self.odbc_password_credential,
                     "/etc/hwb-client/credentials/" + self.odbc_password_credential,
-                )
+                ),
             )
         elif self.odbc_password_env:
             password = os.environ.get(self.odbc_password_env)
             if password is None:
                 raise ConfigError(
-                    f"schools[{self.dfes_number}].odbc_password_env: the environment variable "
-                    f"{self.odbc_password_env} is not set; set it for the service or use odbc_password_file"
+                    N_(
+                        "schools[{dfes}].odbc_password_env: the environment variable {variable} is not set; "
+                        "set it for the service or use odbc_password_file"
+                    ),
+                    dfes=self.dfes_number,
+                    variable=self.odbc_password_env,
                 )
         elif self.odbc_password_file:
             try:
                 password = self.odbc_password_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
-                    f"schools[{self.dfes_number}].odbc_password_file: cannot read {self.odbc_password_file} "
-                    f"({exc.strerror}); check the path and that the service user may read it"
+                    N_(
+                        "schools[{dfes}].odbc_password_file: cannot read {path} ({reason}); "
+                        "check the path and that the service user may read it"
+                    ),
+                    dfes=self.dfes_number,
+                    path=self.odbc_password_file,
+                    reason=exc.strerror,
                 ) from exc
         if password is not None:
             conn = conn.rstrip(";") + ";PWD={" + password.replace("}", "}}") + "}"
@@ -322,10 +349,10 @@ class AlertSettings(_Section):
     @model_validator(mode="after")
     def _recipients(self) -> AlertSettings:
         if self.smtp_host and not self.mail_to:
-            raise ValueError("smtp_host is set but mail_to lists nobody; add the LA's support address")
+            raise ValueError(_("smtp_host is set but mail_to lists nobody; add the LA's support address"))
         if self.username and not (self.password_file or self.password_env):
             raise ValueError(
-                "username is set: give password_file or password_env (never the password inline)"
+                _("username is set: give password_file or password_env (never the password inline)")
             )
         return self
 
@@ -359,7 +386,11 @@ class Settings(BaseSettings):
         seen: set[str] = set()
         for school in schools:
             if school.dfes_number in seen:
-                raise ValueError(f"school {school.dfes_number} is listed twice; keep one [[schools]] entry")
+                raise ValueError(
+                    _("school {dfes} is listed twice; keep one [[schools]] entry").format(
+                        dfes=school.dfes_number
+                    )
+                )
             seen.add(school.dfes_number)
         return schools
 
@@ -380,8 +411,10 @@ class Settings(BaseSettings):
             if school.dfes_number == dfes_number:
                 return school
         raise ConfigError(
-            f"--school {dfes_number}: no such school in {self.config_path}; "
-            f"configured: {', '.join(s.dfes_number for s in self.schools)}"
+            N_("--school {dfes}: no such school in {path}; configured: {configured}"),
+            dfes=dfes_number,
+            path=self.config_path,
+            configured=", ".join(s.dfes_number for s in self.schools),
         )
 
     def signing_key_path(self, school: SchoolSettings) -> Path:
@@ -400,33 +433,115 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
             continue
         parts.append(str(loc))
         node = node.get(loc) if isinstance(node, dict) else None
-    where = ".".join(parts) or "(top level)"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown setting; check its spelling against config/hwb-client.example.toml"
-    elif error["type"] == "missing":
-        message = "required setting is missing"
-    return f"{where}: {message}"
+    where = ".".join(parts) or _("(top level)")
+    return _("{setting}: {problem}").format(setting=where, problem=_problem(error))
 
 
-def load_settings(path: Path | None = None) -> Settings:
-    """Read and check the configuration; raise ``ConfigError`` naming every bad setting."""
+#: pydantic's own checks, by error type: its English sentences (the msgids), translated here (``ctx``
+#: fills the placeholders); a type not listed keeps pydantic's English. Our validators' sentences arrive
+#: already translated.
+PYDANTIC_PROBLEMS = {
+    "extra_forbidden": N_("unknown setting; check its spelling against config/hwb-client.example.toml"),
+    "missing": N_("required setting is missing"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "literal_error": N_("Input should be {expected}"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_type": N_("Input should be a valid number"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "string_type": N_("Input should be a valid string"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "url_parsing": N_("Input should be a valid URL, {error}"),
+    "url_scheme": N_("URL scheme should be {expected_schemes}"),
+    "date_type": N_("Input should be a valid date"),
+    "date_parsing": N_("Input should be a valid date in the format YYYY-MM-DD, {error}"),
+    "date_from_datetime_parsing": N_("Input should be a valid date or datetime, {error}"),
+    "time_type": N_("Input should be a valid time"),
+    "time_parsing": N_("Input should be in a valid time format, {error}"),
+}
+
+
+def _ctx_text(value: object) -> str:
+    """A limit as pydantic writes it: ``1``, not ``1.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """What is wrong with one setting, in the active language."""
+    kind = error["type"]
+    ctx = {name: _ctx_text(value) for name, value in (error.get("ctx") or {}).items()}
+    for name in ("expected", "expected_schemes"):  # "'en' or 'cy'"
+        if name in ctx:
+            ctx[name] = ctx[name].replace(" or ", " " + _("or") + " ")
+    if kind == "too_short" and {"min_length", "actual_length", "field_type"} <= ctx.keys():
+        count = int(ctx["min_length"])
+        text = ngettext(
+            "{field_type} should have at least {min_length} item after validation, not {actual_length}",
+            "{field_type} should have at least {min_length} items after validation, not {actual_length}",
+            count,
+        )
+        return text.format(**ctx)
+    template = PYDANTIC_PROBLEMS.get(kind)
+    if template is None:
+        return str(error["msg"]).removeprefix("Value error, ")  # our validators' (already translated)
+    try:
+        return _(template).format(**ctx)
+    except (KeyError, IndexError):  # a pydantic version with other context: its own sentence
+        return str(error["msg"])
+
+
+def _follow_configured_language(raw: dict[str, Any]) -> None:
+    """Speak ``client.language`` (file or ``HWB_CLIENT__LANGUAGE``) while checking the rest of the file,
+    so that an error in it is already in that language."""
+    client = raw.get("client")
+    configured = os.environ.get("HWB_CLIENT__LANGUAGE") or (
+        client.get("language") if isinstance(client, dict) else None
+    )
+    language = i18n.normalise(configured) if isinstance(configured, str) else None
+    if language is not None:
+        i18n.activate(language)
+
+
+def load_settings(path: Path | None = None, *, follow_language: bool = False) -> Settings:
+    """Read and check the configuration; raise ``ConfigError`` naming every bad setting.
+
+    With ``follow_language`` (no ``--lang`` given), a ``client.language`` the file sets is the language
+    of the process from then on, and of the errors about the rest of the file."""
     env_path = os.environ.get("HWB_CONFIG")
     config_path = path or (Path(env_path) if env_path else default_config_path())
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"configuration file {config_path} not found; copy config/hwb-client.example.toml there "
-            "or pass --config PATH"
+            N_(
+                "configuration file {path} not found; copy config/hwb-client.example.toml there "
+                "or pass --config PATH"
+            ),
+            path=config_path,
         ) from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {config_path}: {exc.strerror}") from exc
+        raise ConfigError(
+            N_("cannot read configuration file {path}: {reason}"), path=config_path, reason=exc.strerror
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_path} is not valid TOML: {exc}") from exc
+        raise ConfigError(N_("{path} is not valid TOML: {reason}"), path=config_path, reason=exc) from exc
+    if follow_language:
+        _follow_configured_language(raw)
     raw.setdefault("config_path", str(config_path))
     try:
         return Settings(**raw)
     except ValidationError as exc:
         lines = [_describe(dict(err), raw) for err in exc.errors()]
-        raise ConfigError(f"{config_path} has {len(lines)} problem(s):\n  " + "\n  ".join(lines)) from None
+        heading = ngettext("{path} has {count} problem:", "{path} has {count} problems:", len(lines))
+        # The validators spoke the active language already: this message is translated and filled in.
+        text = heading.format(path=config_path, count=len(lines)) + "\n  " + "\n  ".join(lines)
+        raise ConfigError(text) from None

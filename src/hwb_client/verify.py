@@ -18,6 +18,7 @@ from hwb_client.adapters.state import StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core.anti_entropy import Difference, Held, differences, mismatched_kinds, verify_due
 from hwb_client.errors import StateError
+from hwb_client.i18n import N_
 
 log = structlog.get_logger("hwb_client.verify")
 
@@ -62,7 +63,9 @@ def _repair(state: StateStore, difference: Difference, accounts: dict[str, str |
 def verify(api: NationalApi, state: StateStore, dfes: str, now: dt.datetime) -> Verification:
     """Compare and repair; the repaired index is what the next diff (this run's) compares the MIS with."""
     if state.record_digest_key is None:
-        raise StateError(f"school {dfes}: the state's secret is missing; the state cannot be verified")
+        raise StateError(
+            N_("school {dfes}: the state's secret is missing; the state cannot be verified"), dfes=dfes
+        )
     summary = api.manifest_summary(dfes, state.record_digest_key)
     local = held_index(state)
     national = {kind: (s.count, s.digest) for kind, s in summary.kinds.items()}

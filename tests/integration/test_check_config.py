@@ -37,7 +37,7 @@ def problems(result) -> list[str]:
 def test_a_ready_configuration_passes_with_and_without_connecting(ready_lab: Lab) -> None:
     result = ready_lab.cli("check-config")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1].endswith(": READY (1 school(s))")
+    assert result.stdout.splitlines()[-1].endswith(": READY (1 school)")
     assert "term dates until " in result.stdout and "national UPN key: " in result.stdout
     connected = ready_lab.cli("check-config", "--connect")
     assert connected.returncode == 0, connected.stdout + connected.stderr
