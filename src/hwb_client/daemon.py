@@ -155,7 +155,7 @@ def next_scheduled_run(schedule: ScheduleSettings, after: dt.datetime) -> calend
     try:
         return calendar.next_run(schedule, after)
     except ConfigError as exc:
-        log.error("schedule_terms_missing", error=exc.message, fallback="fallback_nightly")
+        log.error("schedule_terms_missing", error=exc.english, fallback="fallback_nightly")
         return calendar.fallback_run(schedule, after)
 
 
@@ -222,7 +222,7 @@ class _Daemon:
         try:
             return calendar.missed_since(self.schedule, reference, now)
         except ConfigError as exc:
-            log.error("schedule_terms_missing", error=exc.message, fallback="fallback_nightly")
+            log.error("schedule_terms_missing", error=exc.english, fallback="fallback_nightly")
             fallback = calendar.fallback_run(self.schedule, now - dt.timedelta(days=1))
             return fallback if reference < fallback.at <= now else None
 
@@ -325,7 +325,7 @@ class _Daemon:
         try:
             cal = calendar.academic_calendar(self.schedule)
         except ConfigError as exc:
-            log.error("schedule_terms_invalid", error=exc.message)
+            log.error("schedule_terms_invalid", error=exc.english)
             return
         if cal.uses_defaults:
             log.warning("schedule_default_terms_in_use", calendar_ends=cal.last_day.isoformat())
