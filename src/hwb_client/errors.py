@@ -129,7 +129,10 @@ def _translated(template: str) -> str:
 
 
 def _in_language(value: object, english: bool) -> object:
-    """A param that is a phrase, another error or a date is put in in the language of the message."""
+    """A param that is a phrase, another error (or an exception whose text is a phrase) or a date is put
+    in in the language of the message."""
+    if isinstance(value, BaseException) and len(value.args) == 1 and isinstance(value.args[0], Phrase):
+        value = value.args[0]
     if isinstance(value, Phrase | HwbClientError):
         return value.english if english else value.message
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):

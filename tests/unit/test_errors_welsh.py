@@ -202,3 +202,21 @@ def test_english_is_unchanged_when_no_language_is_active(tmp_path: Path) -> None
         load_national_keys(tmp_path / "missing.json")
     assert caught.value.message == caught.value.english
     assert "does not exist; install the national UPN hashing key" in caught.value.message
+
+
+def test_a_truncated_gzip_reply_is_said_in_welsh_inside_the_api_error(welsh: None) -> None:
+    import gzip
+
+    from hwb_client.adapters.bounded_http import inflate
+    from hwb_client.adapters.replies import MANIFEST
+
+    with pytest.raises(ValueError) as caught:
+        inflate(gzip.compress(b'{"records": []}' * 100)[:-12], "gzip", 1 << 20)
+    exc = ApiError(
+        N_("{what}: the national API's reply cannot be read: {problem}"), what=MANIFEST, problem=caught.value
+    )
+    assert (
+        exc.message
+        == "y maniffest: nid oes modd darllen ateb yr API cenedlaethol: mae'r ateb gzip wedi'i dorri'n fyr"
+    )
+    assert exc.english == "manifest: the national API's reply cannot be read: the gzip reply is truncated"

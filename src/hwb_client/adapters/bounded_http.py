@@ -253,16 +253,20 @@ def inflate(wire: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
     if coding == "identity":
         return wire
     if coding != "gzip":
-        raise ValueError(f"the reply is in content coding {coding!r}; only gzip is accepted")
+        raise ValueError(
+            Phrase(N_("the reply is in content coding {coding}; only gzip is accepted"), coding=repr(coding))
+        )
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         data = inflater.decompress(wire, max_bytes + 1)
     except zlib.error as exc:
-        raise ValueError(f"the gzip reply cannot be decompressed: {exc}") from None
+        raise ValueError(
+            Phrase(N_("the gzip reply cannot be decompressed: {problem}"), problem=str(exc))
+        ) from None
     if len(data) > max_bytes or inflater.unconsumed_tail:
         raise ExchangeCut(
             "too_large", Phrase(N_("the reply exceeds {limit} bytes after decompression"), limit=max_bytes)
         )
     if not inflater.eof:
-        raise ValueError("the gzip reply is truncated")
+        raise ValueError(Phrase(N_("the gzip reply is truncated")))
     return data

@@ -33,7 +33,7 @@ from http_message_signatures import (
     algorithms,
 )
 
-from hwb_client.errors import ApiError, KeyFileError
+from hwb_client.errors import ApiError, KeyFileError, Phrase
 from hwb_client.i18n import N_
 from hwb_client.platform.files import write_secret_file
 
@@ -50,10 +50,10 @@ class ResponseKey:
     @classmethod
     def parse(cls, value: object) -> ResponseKey:
         if not isinstance(value, Mapping):
-            raise ValueError("a response key must be an object")
+            raise ValueError(Phrase(N_("a response key must be an object")))
         key_id, public = value.get("key_id"), value.get("public_key")
         if not isinstance(key_id, str) or not 0 < len(key_id) <= 100 or not isinstance(public, str):
-            raise ValueError("a response key needs key_id and public_key")
+            raise ValueError(Phrase(N_("a response key needs key_id and public_key")))
         return cls(key_id, Ed25519PublicKey.from_public_bytes(base64.b64decode(public, validate=True)))
 
     def to_json(self) -> dict[str, str]:
