@@ -15,7 +15,7 @@ from hwb_client.adapters.state import StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.enrolment import signer_for
 from hwb_client.errors import ApiError, HwbClientError, Interrupted, StateStorageError
-from hwb_client.i18n import _
+from hwb_client.i18n import N_, _
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, utcnow
 from hwb_client.settings import SchoolSettings, Settings
@@ -37,7 +37,7 @@ def finish_stale_runs(state: StateStore, current_run_id: str) -> None:
                     "run_id": stale,
                     "outcome": "failed",
                     "finished_at": utcnow(),
-                    "message": "the run was cut off (process stopped)",
+                    "message": N_("the run was cut off (process stopped)"),  # stored in English
                 },
             )
             state.mark_reported(stale)
