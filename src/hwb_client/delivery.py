@@ -23,6 +23,7 @@ from hwb_client.core.model import Kind
 from hwb_client.core.plan import Plan
 from hwb_client.core.snapshot import SourceRows
 from hwb_client.errors import ApiError, Interrupted
+from hwb_client.i18n import N_
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, add
 
@@ -51,7 +52,7 @@ def send(
     """Send one frozen batch and advance the state by what the national side acknowledged."""
     bound = log.bind(dfes=result.dfes_number, run_id=result.run_id)
     if stop.is_set():
-        raise Interrupted("stopped between batches; the rest is resent on the next run")
+        raise Interrupted(N_("stopped between batches; the rest is resent on the next run"))
     state.note_attempt(batch.batch_id)
     sent_at = time.monotonic()
     try:

@@ -20,6 +20,9 @@ Exit codes (documented in the README; only ``cli.py`` maps errors to them):
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
+
 from hwb_client import i18n
 from hwb_client.redaction import without_credentials
 
@@ -40,20 +43,107 @@ class HwbClientError(Exception):
         self.params = params
         super().__init__(self.english)
 
-    def _render(self, template: str) -> str:
-        text = template.format(**self.params) if self.params else template
+    def _render(self, template: str, *, english: bool) -> str:
+        text = _fill(template, self.params, english=english)
         return without_credentials(text)  # a proxy URL's password never reaches a person or a log
 
     @property
     def message(self) -> str:
-        return self._render(i18n._(self.template))
+        return self._render(_translated(self.template), english=False)
 
     @property
     def english(self) -> str:
-        return self._render(self.template)
+        return self._render(self.template, english=True)
 
     def __str__(self) -> str:
         return self.message
+
+
+class Phrase(str):
+    """A part of a message that is itself text to translate: a noun such as the request an error is
+    about (``Phrase(N_("batch {batch_id}"), batch_id=...)``). It is its English text wherever a string is
+    used (logs, event fields); put in an error's params, it is translated with the error's message.
+    """
+
+    template: str
+    params: dict[str, object]
+
+    def __new__(cls, template: str, /, **params: object) -> Phrase:
+        phrase = super().__new__(cls, _fill(template, params, english=True))
+        phrase.template, phrase.params = template, params
+        return phrase
+
+    @property
+    def message(self) -> str:
+        """The phrase in the language of the process."""
+        return _fill(_translated(self.template), self.params, english=False)
+
+    @property
+    def english(self) -> str:
+        return str.__str__(self)
+
+
+class Joined(Phrase):
+    """Phrases (or plain text) joined by ``separator``, each put in in the language of the message."""
+
+    separator: str
+    parts: tuple[object, ...]
+
+    def __new__(cls, separator: str, parts: Iterable[object]) -> Joined:
+        items = tuple(parts)
+        joined = str.__new__(cls, separator.join(str(part) for part in items))
+        joined.template, joined.params = str(joined), {}
+        joined.separator, joined.parts = separator, items
+        return joined
+
+    @property
+    def message(self) -> str:
+        return self.separator.join(str(_in_language(part, False)) for part in self.parts)
+
+
+class Plural(str):
+    """A template with a count: its English form for ``n`` as a string; ``i18n.ngettext``'s form in the
+    language the text is read in (Welsh has six)."""
+
+    singular: str
+    plural: str
+    n: int
+
+    def __new__(cls, singular: str, plural: str, n: int) -> Plural:
+        form = super().__new__(cls, singular if n == 1 else plural)
+        form.singular, form.plural, form.n = singular, plural, n
+        return form
+
+
+def ngettext(singular: str, plural: str, n: int) -> Plural:
+    """``i18n.ngettext`` for an error's template or a phrase, chosen when it is read (``.message`` in the
+    process's language, ``.english`` in English): ``ApiError(errors.ngettext("... {n} attempt ...",
+    "... {n} attempts ...", n), n=n)``. Call it as ``errors.ngettext`` so that extraction finds it."""
+    return Plural(singular, plural, n)
+
+
+def _translated(template: str) -> str:
+    if isinstance(template, Plural):
+        return i18n.ngettext(template.singular, template.plural, template.n)
+    return i18n._(template)
+
+
+def _in_language(value: object, english: bool) -> object:
+    """A param that is a phrase, another error (or an exception whose text is a phrase) or a date is put
+    in in the language of the message."""
+    if isinstance(value, BaseException) and len(value.args) == 1 and isinstance(value.args[0], Phrase):
+        value = value.args[0]
+    if isinstance(value, Phrase | HwbClientError):
+        return value.english if english else value.message
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat() if english else i18n.format_date(value)
+    return value
+
+
+def _fill(template: str, params: dict[str, object], *, english: bool) -> str:
+    if not params:
+        return template
+    return template.format(**{name: _in_language(value, english) for name, value in params.items()})
 
 
 class UsageError(HwbClientError):

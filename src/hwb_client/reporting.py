@@ -15,6 +15,7 @@ from hwb_client.adapters.state import StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.enrolment import signer_for
 from hwb_client.errors import ApiError, HwbClientError, Interrupted, StateStorageError
+from hwb_client.i18n import N_, _
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, utcnow
 from hwb_client.settings import SchoolSettings, Settings
@@ -36,7 +37,7 @@ def finish_stale_runs(state: StateStore, current_run_id: str) -> None:
                     "run_id": stale,
                     "outcome": "failed",
                     "finished_at": utcnow(),
-                    "message": "the run was cut off (process stopped)",
+                    "message": N_("the run was cut off (process stopped)"),  # stored in English
                 },
             )
             state.mark_reported(stale)
@@ -66,11 +67,13 @@ def deliver_reports(state: StateStore, api: NationalApi, dfes: str, result: RunR
 
 
 def _report_failed(state: StateStore, result: RunResult, exc: HwbClientError) -> None:
-    log.warning("run_report_not_sent", dfes=result.dfes_number, run_id=result.run_id, error=exc.message)
+    log.warning("run_report_not_sent", dfes=result.dfes_number, run_id=result.run_id, error=exc.english)
     if result.outcome in {"success", "partial"}:
         # The national side cannot see this run: for the operator, it has not succeeded.
         result.outcome, result.error_code = "failed", ApiError.exit_code
-        result.message += f"; the run report could not be delivered ({exc.message})"
+        result.message = _("{message}; the run report could not be delivered ({problem})").format(
+            message=result.message, problem=exc.message
+        )
         state.finish_run(result.run_id, result.report())
 
 
@@ -86,7 +89,7 @@ def report_without_state(
     result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
     result.finished_at = utcnow()
     bound = log.bind(dfes=school.dfes_number, run_id=result.run_id)
-    bound.error("run_failed", error_type=type(exc).__name__, error=exc.message)
+    bound.error("run_failed", error_type=type(exc).__name__, error=exc.english)
     try:
         api = NationalApi(settings.api, signer=signer_for(settings, school), stop=stop)
     except HwbClientError:
@@ -95,6 +98,6 @@ def report_without_state(
         api.post_run_report(school.dfes_number, result.report())
         bound.info("run_reported", report_run_id=result.run_id, outcome=result.outcome)
     except HwbClientError as report_error:
-        bound.warning("run_report_not_sent", error=report_error.message)
+        bound.warning("run_report_not_sent", error=report_error.english)
     finally:
         api.close()

@@ -25,7 +25,8 @@ from hwb_client.core.plan import BatchIds, BatchPolicy, Plan, plan
 from hwb_client.core.snapshot import RowFingerprints
 from hwb_client.delivery import freeze, reconcile, send, with_reading_failpoint
 from hwb_client.enrolment import signer_for
-from hwb_client.errors import HwbClientError, Interrupted, RunBlocked, StateStorageError
+from hwb_client.errors import HwbClientError, Interrupted, Joined, RunBlocked, StateStorageError
+from hwb_client.i18n import N_
 from hwb_client.operator.after_run import after_run
 from hwb_client.operator.monitoring import held_back_to_log
 from hwb_client.platform.failpoints import failpoint
@@ -113,7 +114,7 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi) -> None:
         if isinstance(exc, Interrupted):
             run.log.warning("run_interrupted")
         else:
-            run.log.error("run_failed", error_type=type(exc).__name__, error=exc.message)
+            run.log.error("run_failed", error_type=type(exc).__name__, error=exc.english)
     result.finished_at = utcnow()
     state.finish_run(result.run_id, result.report())
     if not run.stop.is_set():
@@ -220,7 +221,8 @@ def _note_plan(run: _Run, state: StateStore, decided: Plan, *, live: bool) -> No
 
 def _check_holds(run: _Run, decided: Plan) -> None:
     if decided.holds:
-        raise RunBlocked("run held, nothing sent: " + "; ".join(h.message for h in decided.holds))
+        holds = Joined("; ", (h.message for h in decided.holds))
+        raise RunBlocked(N_("run held, nothing sent: {holds}"), holds=holds)
     for hold in decided.overridden:
         run.log.warning(
             "guard_overridden", rule=hold.rule.value, kind=hold.kind, count=hold.count, limit=hold.limit

@@ -26,6 +26,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from hwb_client.errors import Phrase
+from hwb_client.i18n import N_
+
 CHUNK_BYTES: Final = 65536
 _WATCH_TICK_SECONDS: Final = 0.1
 
@@ -33,7 +36,7 @@ _WATCH_TICK_SECONDS: Final = 0.1
 class ExchangeCut(Exception):
     """The exchange was cut: ``reason`` is ``deadline``, ``stopped`` or ``too_large``."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: Phrase) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -203,10 +206,16 @@ def exchange(
     return Reply(response.status_code, response.reason or "", response.headers, wire, body)
 
 
+_STOPPED: Final = Phrase(N_("stopped while waiting for the national API's reply"))
+
+
 def _cut(reason: str, deadline_seconds: float) -> ExchangeCut:
     if reason == "stopped":
-        return ExchangeCut("stopped", "stopped while waiting for the national API's reply")
-    return ExchangeCut("deadline", f"the reply did not complete within {deadline_seconds:g} s")
+        return ExchangeCut("stopped", _STOPPED)
+    return ExchangeCut(
+        "deadline",
+        Phrase(N_("the reply did not complete within {seconds} s"), seconds=f"{deadline_seconds:g}"),
+    )
 
 
 def _read_capped(
@@ -214,20 +223,27 @@ def _read_capped(
 ) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise ExchangeCut("too_large", f"the reply declares {int(declared)} bytes; the limit is {max_bytes}")
+        raise ExchangeCut(
+            "too_large",
+            Phrase(
+                N_("the reply declares {size} bytes; the limit is {limit}"),
+                size=int(declared),
+                limit=max_bytes,
+            ),
+        )
     chunks: list[bytes] = []
     size = 0
     while True:
         if stop.is_set():
-            raise ExchangeCut("stopped", "stopped while waiting for the national API's reply")
+            raise ExchangeCut("stopped", _STOPPED)
         if time.monotonic() >= deadline:
-            raise ExchangeCut("deadline", "the reply did not complete within its deadline")
+            raise ExchangeCut("deadline", Phrase(N_("the reply did not complete within its deadline")))
         chunk = response.raw.read(CHUNK_BYTES, decode_content=False)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
-            raise ExchangeCut("too_large", f"the reply exceeds {max_bytes} bytes")
+            raise ExchangeCut("too_large", Phrase(N_("the reply exceeds {limit} bytes"), limit=max_bytes))
         chunks.append(chunk)
 
 
@@ -237,14 +253,20 @@ def inflate(wire: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
     if coding == "identity":
         return wire
     if coding != "gzip":
-        raise ValueError(f"the reply is in content coding {coding!r}; only gzip is accepted")
+        raise ValueError(
+            Phrase(N_("the reply is in content coding {coding}; only gzip is accepted"), coding=repr(coding))
+        )
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         data = inflater.decompress(wire, max_bytes + 1)
     except zlib.error as exc:
-        raise ValueError(f"the gzip reply cannot be decompressed: {exc}") from None
+        raise ValueError(
+            Phrase(N_("the gzip reply cannot be decompressed: {problem}"), problem=str(exc))
+        ) from None
     if len(data) > max_bytes or inflater.unconsumed_tail:
-        raise ExchangeCut("too_large", f"the reply exceeds {max_bytes} bytes after decompression")
+        raise ExchangeCut(
+            "too_large", Phrase(N_("the reply exceeds {limit} bytes after decompression"), limit=max_bytes)
+        )
     if not inflater.eof:
-        raise ValueError("the gzip reply is truncated")
+        raise ValueError(Phrase(N_("the gzip reply is truncated")))
     return data

@@ -33,14 +33,10 @@ from hwb_client.core import key_rotation
 from hwb_client.core.key_rotation import KeyPeriod, KeysInUse
 from hwb_client.core.pseudonymise import UpnHasher
 from hwb_client.errors import KeyFileError
+from hwb_client.i18n import N_
 from hwb_client.platform.filesystem import remove_world_access, world_accessible, write_secret_file
 
 log = structlog.get_logger("hwb_client.keys")
-
-_FORMAT = (
-    'JSON {"key_id": "...", "key": "<base64 of at least 32 bytes>"}, or {"keys": [...]} of such objects '
-    'with optional "use_from" and "retire_after" dates (YYYY-MM-DD)'
-)
 
 
 def _read(path: Path) -> str:
@@ -48,19 +44,27 @@ def _read(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise KeyFileError(
-            f"client.national_key_file: {path} does not exist; install the national UPN hashing key "
-            "issued for Hwb provisioning there (owner root, group of the service user, mode 0640; Debian: "
-            f"install -o root -g hwb-client -m 0640 KEYFILE {path})"
+            N_(
+                "client.national_key_file: {path} does not exist; install the national UPN hashing key "
+                "issued for Hwb provisioning there (owner root, group of the service user, mode 0640; "
+                "Debian: install -o root -g hwb-client -m 0640 KEYFILE {path})"
+            ),
+            path=path,
         ) from None
     except OSError as exc:
-        raise KeyFileError(f"client.national_key_file: cannot read {path} ({exc.strerror})") from None
+        raise KeyFileError(
+            N_("client.national_key_file: cannot read {path} ({reason})"), path=path, reason=exc.strerror
+        ) from None
     if world_accessible(path):
         try:
             remove_world_access(path)
         except OSError:
             raise KeyFileError(
-                f"client.national_key_file: {path} is readable by every user on this server; "
-                f"restrict it (chmod o-rwx {path}; owner root, group of the service user, mode 0640)"
+                N_(
+                    "client.national_key_file: {path} is readable by every user on this server; "
+                    "restrict it (chmod o-rwx {path}; owner root, group of the service user, mode 0640)"
+                ),
+                path=path,
             ) from None
         log.warning("key_file_permissions_fixed", file=str(path), removed="other users' access")
     return text
@@ -89,8 +93,13 @@ def load_national_keys(path: Path) -> list[KeyPeriod]:
             raise ValueError("key ids must be present and distinct")
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise KeyFileError(
-            f"client.national_key_file: {path} is not a valid key file ({type(exc).__name__}); it must be "
-            + _FORMAT
+            N_(
+                "client.national_key_file: {path} is not a valid key file ({problem}); it must be "
+                'JSON {{"key_id": "...", "key": "<base64 of at least 32 bytes>"}}, or {{"keys": [...]}} '
+                'of such objects with optional "use_from" and "retire_after" dates (YYYY-MM-DD)'
+            ),
+            path=path,
+            problem=type(exc).__name__,
         ) from None
     return periods
 
@@ -101,7 +110,9 @@ def keys_in_use(path: Path, today: dt.date) -> KeysInUse:
         return key_rotation.keys_in_use(load_national_keys(path), today)
     except key_rotation.KeyScheduleError as exc:
         raise KeyFileError(
-            f"client.national_key_file: {path}: {exc}; install the key file issued for the changeover"
+            N_("client.national_key_file: {path}: {problem}; install the key file issued for the changeover"),
+            path=path,
+            problem=exc.error,
         ) from None
 
 
@@ -116,7 +127,9 @@ def describe(path: Path, today: dt.date) -> list[str]:
     try:
         return key_rotation.describe(periods, today)
     except key_rotation.KeyScheduleError as exc:
-        raise KeyFileError(f"client.national_key_file: {path}: {exc}") from None
+        raise KeyFileError(
+            N_("client.national_key_file: {path}: {problem}"), path=path, problem=exc.error
+        ) from None
 
 
 def write_national_key(path: Path, key_id: str, key: bytes | None = None) -> None:

@@ -20,8 +20,10 @@ from typing import Any, Final, Literal
 import pyodbc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hwb_client import errors
 from hwb_client.core.snapshot import SourceRows
-from hwb_client.errors import ConfigError, MisError, ProfileError
+from hwb_client.errors import ConfigError, Joined, MisError, Phrase, ProfileError
+from hwb_client.i18n import N_
 
 KindName = Literal["learners", "staff", "groups", "memberships"]
 KINDS: Final[tuple[KindName, ...]] = ("learners", "staff", "groups", "memberships")
@@ -79,27 +81,49 @@ class Profile(BaseModel):
         return query
 
 
+_PROFILE_PROBLEMS: Final = N_("query profile {origin}:\n  {problems}")
+
+
 def _check_mapping(profile: Profile, origin: str) -> None:
-    problems: list[str] = []
+    problems: list[Phrase] = []
     for kind in KINDS:
         query = profile.query(kind)
         mapped = set(query.columns)
         missing = REQUIRED_FIELDS[kind] - mapped
         unknown = mapped - REQUIRED_FIELDS[kind] - OPTIONAL_FIELDS[kind]
         if missing:
-            problems.append(f"[{kind}.columns] must map {', '.join(sorted(missing))}")
+            problems.append(
+                Phrase(N_("[{kind}.columns] must map {fields}"), kind=kind, fields=", ".join(sorted(missing)))
+            )
         if unknown:
             allowed = ", ".join(sorted(REQUIRED_FIELDS[kind] | OPTIONAL_FIELDS[kind]))
             problems.append(
-                f"[{kind}.columns] maps {', '.join(sorted(unknown))}, which the record model does not have "
-                f"(allowed: {allowed})"
+                Phrase(
+                    N_(
+                        "[{kind}.columns] maps {fields}, which the record model does not have "
+                        "(allowed: {allowed})"
+                    ),
+                    kind=kind,
+                    fields=", ".join(sorted(unknown)),
+                    allowed=allowed,
+                )
             )
         if query.sql.count("?") != len(query.params):
+            placeholders = query.sql.count("?")
             problems.append(
-                f"[{kind}] has {query.sql.count('?')} '?' placeholder(s) but params lists {len(query.params)}"
+                Phrase(
+                    errors.ngettext(
+                        "[{kind}] has {placeholders} '?' placeholder but params lists {params}",
+                        "[{kind}] has {placeholders} '?' placeholders but params lists {params}",
+                        placeholders,
+                    ),
+                    kind=kind,
+                    placeholders=placeholders,
+                    params=len(query.params),
+                )
             )
     if problems:
-        raise ConfigError(f"query profile {origin}:\n  " + "\n  ".join(problems))
+        raise ConfigError(_PROFILE_PROBLEMS, origin=origin, problems=Joined("\n  ", problems))
 
 
 def load_profile(name_or_path: str, *, base_dir: Path | None = None) -> Profile:
@@ -108,10 +132,14 @@ def load_profile(name_or_path: str, *, base_dir: Path | None = None) -> Profile:
         resource = resources.files("hwb_client.profiles") / f"{name_or_path}.toml"
         if not resource.is_file():
             raise ConfigError(
-                f"profile = {name_or_path!r}: no built-in profile of that name (built in: reference); "
-                "give a path to your own profile file instead"
+                N_(
+                    "profile = {name}: no built-in profile of that name (built in: reference); "
+                    "give a path to your own profile file instead"
+                ),
+                name=repr(name_or_path),
             )
-        text, origin = resource.read_text(encoding="utf-8"), f"'{name_or_path}' (built in)"
+        text = resource.read_text(encoding="utf-8")
+        origin: str = Phrase(N_("'{name}' (built in)"), name=name_or_path)
     else:
         path = Path(name_or_path)
         if not path.is_absolute() and base_dir is not None:
@@ -119,16 +147,23 @@ def load_profile(name_or_path: str, *, base_dir: Path | None = None) -> Profile:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"profile = {name_or_path!r}: cannot read {path} ({exc.strerror})") from exc
+            raise ConfigError(
+                N_("profile = {name}: cannot read {path} ({reason})"),
+                name=repr(name_or_path),
+                path=path,
+                reason=exc.strerror,
+            ) from exc
         origin = str(path)
     try:
         raw = tomllib.loads(text)
         profile = Profile(**raw)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"query profile {origin} is not valid TOML: {exc}") from exc
+        raise ConfigError(
+            N_("query profile {origin} is not valid TOML: {problem}"), origin=origin, problem=exc
+        ) from exc
     except ValidationError as exc:
         lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"query profile {origin}:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(_PROFILE_PROBLEMS, origin=origin, problems="\n  ".join(lines)) from None
     _check_mapping(profile, origin)
     return profile
 
@@ -188,8 +223,12 @@ class MisSource:
                 connection.timeout = query_timeout  # not every driver supports a query timeout
         except pyodbc.Error as exc:
             raise MisError(
-                f"school {dfes_number}: cannot connect to the MIS over ODBC: {_driver_message(exc)}; "
-                "check the school's `odbc` setting, the driver (odbcinst -q -d) and that the database is up"
+                N_(
+                    "school {dfes}: cannot connect to the MIS over ODBC: {driver_message}; check the "
+                    "school's `odbc` setting, the driver (odbcinst -q -d) and that the database is up"
+                ),
+                dfes=dfes_number,
+                driver_message=_driver_message(exc),
             ) from None
         # Narrow-character data from any driver is decoded as UTF-8 (wide data stays UTF-16).
         connection.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
@@ -206,12 +245,23 @@ class MisSource:
             except pyodbc.Error as exc:
                 if _connection_lost(exc):
                     raise MisError(
-                        f"school {self.dfes_number}: the connection to the MIS failed while running the {kind} "
-                        f"query: {_driver_message(exc)}; nothing was sent, run again when the MIS is back"
+                        N_(
+                            "school {dfes}: the connection to the MIS failed while running the {kind} "
+                            "query: {driver_message}; nothing was sent, run again when the MIS is back"
+                        ),
+                        dfes=self.dfes_number,
+                        kind=kind,
+                        driver_message=_driver_message(exc),
                     ) from None
                 raise ProfileError(
-                    f"school {self.dfes_number}: the {kind} query failed: {_driver_message(exc)}; "
-                    f"check [{kind}].sql in the query profile '{self.profile.profile.name}'"
+                    N_(
+                        "school {dfes}: the {kind} query failed: {driver_message}; "
+                        "check [{kind}].sql in the query profile '{profile}'"
+                    ),
+                    dfes=self.dfes_number,
+                    kind=kind,
+                    driver_message=_driver_message(exc),
+                    profile=self.profile.profile.name,
                 ) from None
             columns = [str(d[0]).lower() for d in cursor.description or ()]
             index = {name: i for i, name in enumerate(columns)}
@@ -220,9 +270,17 @@ class MisSource:
                 position = index.get(column.lower())
                 if position is None:
                     raise ProfileError(
-                        f"school {self.dfes_number}: the {kind} query returned no column '{column}' (for field "
-                        f"'{field}'); it returned: {', '.join(columns) or 'no columns'}. Fix [{kind}.columns] "
-                        f"or the SQL in the query profile '{self.profile.profile.name}'"
+                        N_(
+                            "school {dfes}: the {kind} query returned no column '{column}' (for field "
+                            "'{field}'); it returned: {columns}. Fix [{kind}.columns] "
+                            "or the SQL in the query profile '{profile}'"
+                        ),
+                        dfes=self.dfes_number,
+                        kind=kind,
+                        column=column,
+                        field=field,
+                        columns=", ".join(columns) or Phrase(N_("no columns")),
+                        profile=self.profile.profile.name,
                     )
                 mapping.append((field, position))
             while True:
@@ -230,8 +288,13 @@ class MisSource:
                     chunk = cursor.fetchmany(self.fetch_rows)
                 except pyodbc.Error as exc:
                     raise MisError(
-                        f"school {self.dfes_number}: the connection to the MIS failed while reading "
-                        f"{kind}: {_driver_message(exc)}; nothing was sent, run again when the MIS is back"
+                        N_(
+                            "school {dfes}: the connection to the MIS failed while reading {kind}: "
+                            "{driver_message}; nothing was sent, run again when the MIS is back"
+                        ),
+                        dfes=self.dfes_number,
+                        kind=kind,
+                        driver_message=_driver_message(exc),
                     ) from None
                 if not chunk:
                     return

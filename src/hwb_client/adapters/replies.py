@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from hwb_client.errors import ApiError
+from hwb_client.errors import ApiError, Phrase
+from hwb_client.i18n import N_
 
 #: Statuses that refuse a request's bytes for good (retrying the same body can never succeed): a batch or
 #: run report so refused is set aside. Authentication (401/403) and unknown schools (404) are not: they
@@ -28,6 +29,14 @@ _DIGEST = re.compile(r"^sha-256:[0-9a-f]{64}$")
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ACCOUNT = re.compile(r"^acc-[0-9a-f]{32}$")
 _MAX_KEY = 200
+
+#: What a reply answers, as the errors name it (translated with them; logs keep the English).
+MANIFEST: Final = Phrase(N_("manifest"))
+MANIFEST_SUMMARY: Final = Phrase(N_("manifest summary"))
+
+
+def batch(batch_id: str) -> Phrase:
+    return Phrase(N_("batch {batch_id}"), batch_id=batch_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,90 +92,105 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
         value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ApiError(
-            f"{what}: the national API's reply is not JSON (a proxy or the wrong server?)"
+            N_("{what}: the national API's reply is not JSON (a proxy or the wrong server?)"), what=what
         ) from None
     if not isinstance(value, dict):
-        raise ApiError(f"{what}: the national API's reply is not a JSON object")
+        raise ApiError(N_("{what}: the national API's reply is not a JSON object"), what=what)
     return value
 
 
-def _bad(what: str, detail: str) -> ApiError:
-    return ApiError(f"{what}: the national API's reply does not match the protocol: {detail}")
+def _bad(what: str, detail: str, /, **params: object) -> ApiError:
+    """The reply breaks the protocol: ``detail`` (marked ``N_``) says where."""
+    return ApiError(
+        N_("{what}: the national API's reply does not match the protocol: {detail}"),
+        what=what,
+        detail=Phrase(detail, **params),
+    )
 
 
 def _result(item: object, index: int, what: str) -> OperationResult:
     if not isinstance(item, dict):
-        raise _bad(what, f"results[{index}] is not an object")
+        raise _bad(what, N_("results[{index}] is not an object"), index=index)
     status = item.get("status")
     if status not in OPERATION_STATUSES:
-        raise _bad(what, f"results[{index}].status is {str(status)[:40]!r}, not applied/unchanged/refused")
+        raise _bad(
+            what,
+            N_("results[{index}].status is {status}, not applied/unchanged/refused"),
+            index=index,
+            status=repr(str(status)[:40]),
+        )
     if item.get("index", index) != index:
-        raise _bad(what, f"results[{index}] has index {str(item.get('index'))[:20]!r}")
+        raise _bad(
+            what,
+            N_("results[{index}] has index {given}"),
+            index=index,
+            given=repr(str(item.get("index"))[:20]),
+        )
     reason = item.get("reason")
     if status == "refused" and not (isinstance(reason, str) and _REASON.match(reason)):
-        raise _bad(what, f"results[{index}] is refused without a reason code")
+        raise _bad(what, N_("results[{index}] is refused without a reason code"), index=index)
     account = item.get("account_id")
     if account is not None and not (isinstance(account, str) and _ACCOUNT.match(account)):
-        raise _bad(what, f"results[{index}].account_id is not an account id")
+        raise _bad(what, N_("results[{index}].account_id is not an account id"), index=index)
     return OperationResult(status, reason if status == "refused" else None, account)
 
 
 def batch_ack(body: bytes, *, batch_id: str, operations: int, replayed: bool) -> BatchAck:
-    what = f"batch {batch_id}"
+    what = batch(batch_id)
     value = json_object(body, what)
     if value.get("batch_id") != batch_id:
-        raise _bad(what, "the reply's batch_id is not the batch that was sent")
+        raise _bad(what, N_("the reply's batch_id is not the batch that was sent"))
     results = value.get("results")
     if not isinstance(results, list) or len(results) != operations:
-        raise _bad(what, f"expected one result per operation ({operations})")
+        raise _bad(what, N_("expected one result per operation ({operations})"), operations=operations)
     return BatchAck(batch_id, tuple(_result(item, i, what) for i, item in enumerate(results)), replayed)
 
 
 def _record(item: object, index: int) -> ManifestRecord:
-    what = "manifest"
+    what = MANIFEST
     if not isinstance(item, dict):
-        raise _bad(what, f"records[{index}] is not an object")
+        raise _bad(what, N_("records[{index}] is not an object"), index=index)
     kind, key, digest, status = item.get("kind"), item.get("key"), item.get("digest"), item.get("status")
     account = item.get("account_id")
     if kind not in KINDS:
-        raise _bad(what, f"records[{index}].kind is not a record kind")
+        raise _bad(what, N_("records[{index}].kind is not a record kind"), index=index)
     if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
-        raise _bad(what, f"records[{index}].key is not a key")
+        raise _bad(what, N_("records[{index}].key is not a key"), index=index)
     if not isinstance(digest, str) or not _DIGEST.match(digest):
-        raise _bad(what, f"records[{index}].digest is not a sha-256 digest")
+        raise _bad(what, N_("records[{index}].digest is not a sha-256 digest"), index=index)
     if status not in RECORD_STATUSES:
-        raise _bad(what, f"records[{index}].status is not active/left")
+        raise _bad(what, N_("records[{index}].status is not active/left"), index=index)
     if account is not None and not (isinstance(account, str) and _ACCOUNT.match(account)):
-        raise _bad(what, f"records[{index}].account_id is not an account id")
+        raise _bad(what, N_("records[{index}].account_id is not an account id"), index=index)
     return ManifestRecord(str(kind), key, digest, str(status), account)
 
 
 def manifest(body: bytes, dfes_number: str) -> Manifest:
-    value = json_object(body, "manifest")
+    value = json_object(body, MANIFEST)
     if value.get("dfes_number") != dfes_number:
-        raise _bad("manifest", "it is for another school")
+        raise _bad(MANIFEST, N_("it is for another school"))
     records = value.get("records")
     if not isinstance(records, list):
-        raise _bad("manifest", "records is not a list")
+        raise _bad(MANIFEST, N_("records is not a list"))
     parsed = tuple(_record(item, i) for i, item in enumerate(records))
     if len({(r.kind, r.key) for r in parsed}) != len(parsed):
-        raise _bad("manifest", "a record is listed twice")
+        raise _bad(MANIFEST, N_("a record is listed twice"))
     return Manifest(dfes_number, parsed)
 
 
 def manifest_summary(body: bytes, dfes_number: str) -> ManifestSummary:
-    value = json_object(body, "manifest summary")
+    value = json_object(body, MANIFEST_SUMMARY)
     if value.get("dfes_number") != dfes_number:
-        raise _bad("manifest summary", "it is for another school")
+        raise _bad(MANIFEST_SUMMARY, N_("it is for another school"))
     kinds = value.get("kinds")
     if not isinstance(kinds, dict) or set(kinds) != KINDS:
-        raise _bad("manifest summary", "kinds must list learner, staff, group and membership")
+        raise _bad(MANIFEST_SUMMARY, N_("kinds must list learner, staff, group and membership"))
     summary: dict[str, KindSummary] = {}
     for kind, item in kinds.items():
         count = item.get("count") if isinstance(item, dict) else None
         digest = item.get("digest") if isinstance(item, dict) else None
         if type(count) is not int or count < 0 or not isinstance(digest, str) or not _DIGEST.match(digest):
-            raise _bad("manifest summary", f"kinds.{kind} needs a count and a sha-256 digest")
+            raise _bad(MANIFEST_SUMMARY, N_("kinds.{kind} needs a count and a sha-256 digest"), kind=kind)
         summary[kind] = KindSummary(count, digest)
     return ManifestSummary(dfes_number, summary)
 

@@ -33,7 +33,8 @@ from http_message_signatures import (
     algorithms,
 )
 
-from hwb_client.errors import ApiError, KeyFileError
+from hwb_client.errors import ApiError, KeyFileError, Phrase
+from hwb_client.i18n import N_
 from hwb_client.platform.files import write_secret_file
 
 RESPONSE_TAG: Final = "hwb-response"
@@ -49,10 +50,10 @@ class ResponseKey:
     @classmethod
     def parse(cls, value: object) -> ResponseKey:
         if not isinstance(value, Mapping):
-            raise ValueError("a response key must be an object")
+            raise ValueError(Phrase(N_("a response key must be an object")))
         key_id, public = value.get("key_id"), value.get("public_key")
         if not isinstance(key_id, str) or not 0 < len(key_id) <= 100 or not isinstance(public, str):
-            raise ValueError("a response key needs key_id and public_key")
+            raise ValueError(Phrase(N_("a response key needs key_id and public_key")))
         return cls(key_id, Ed25519PublicKey.from_public_bytes(base64.b64decode(public, validate=True)))
 
     def to_json(self) -> dict[str, str]:
@@ -75,8 +76,12 @@ def load_pinned(path: Path) -> tuple[ResponseKey, ...]:
         return ()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KeyFileError(
-            f"the pinned national response keys {path} cannot be read ({type(exc).__name__}); restore the "
-            "file from backup, or delete it to learn the key again on the next run"
+            N_(
+                "the pinned national response keys {path} cannot be read ({problem}); restore the file "
+                "from backup, or delete it to learn the key again on the next run"
+            ),
+            path=path,
+            problem=type(exc).__name__,
         ) from None
 
 
@@ -127,7 +132,7 @@ def verify_answer(
 ) -> str:
     """Check the national API's signature on an answer; return the key id, or raise ``ApiError``."""
     if "Signature" not in headers or "Signature-Input" not in headers:
-        raise ApiError(f"{what}: the national API's answer is not signed; it is not trusted")
+        raise ApiError(N_("{what}: the national API's answer is not signed; it is not trusted"), what=what)
     required = list(RESPONSE_COMPONENTS)
     if "Idempotency-Key" in request.headers:
         required.append('"idempotency-key";req')
@@ -142,8 +147,12 @@ def verify_answer(
         )
     except (HTTPMessageSignaturesException, ValueError, TypeError) as exc:
         raise ApiError(
-            f"{what}: the national API's answer is not validly signed by its pinned key ({str(exc)[:120]}); "
-            "it is not trusted"
+            N_(
+                "{what}: the national API's answer is not validly signed by its pinned key ({problem}); "
+                "it is not trusted"
+            ),
+            what=what,
+            problem=str(exc)[:120],
         ) from None
     return str(results[0].parameters.get("keyid", ""))
 

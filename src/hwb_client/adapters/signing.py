@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver, algorithms
 
 from hwb_client.errors import KeyFileError, UnsafeFileError
+from hwb_client.i18n import N_
 from hwb_client.platform.filesystem import DIR_MODE, FILE_MODE, fsync_dir, read_private
 
 SIGNATURE_LABEL: Final = "hwb"
@@ -188,8 +189,11 @@ def generate_signing_key(path: Path) -> Ed25519PrivateKey:
             directory.chmod(_KEY_DIR_MODE)  # mkdir's mode is filtered by the umask
         if path.exists():
             raise KeyFileError(
-                f"signing key file {path} already exists; move it away first if you really mean to replace "
-                "the school's key (the new key must then be enrolled)"
+                N_(
+                    "signing key file {path} already exists; move it away first if you really mean to "
+                    "replace the school's key (the new key must then be enrolled)"
+                ),
+                path=path,
             )
         tmp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _KEY_FILE_MODE)
@@ -204,9 +208,13 @@ def generate_signing_key(path: Path) -> Ed25519PrivateKey:
             tmp.unlink(missing_ok=True)
         fsync_dir(parent)
     except FileExistsError as exc:
-        raise KeyFileError(f"signing key file {path} already exists; it was not replaced") from exc
+        raise KeyFileError(
+            N_("signing key file {path} already exists; it was not replaced"), path=path
+        ) from exc
     except OSError as exc:
-        raise KeyFileError(f"cannot create signing key file {path}: {exc.strerror or exc}") from exc
+        raise KeyFileError(
+            N_("cannot create signing key file {path}: {reason}"), path=path, reason=exc.strerror or exc
+        ) from exc
     return key
 
 
@@ -215,28 +223,38 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     try:
         pem = read_private(path, fix=False)  # no symbolic link, ours, and no access for others
     except UnsafeFileError as exc:
-        raise KeyFileError(f"signing key file {exc.message}") from None
+        raise KeyFileError(N_("signing key file {problem}"), problem=exc) from None
     except FileNotFoundError as exc:
         raise KeyFileError(
-            f"signing key file {path} does not exist: this school is not enrolled on this server; run "
-            "`hwb-client enrol --school DFES --code CODE` with a one-time enrolment code (or restore the "
-            "key file from backup)"
+            N_(
+                "signing key file {path} does not exist: this school is not enrolled on this server; run "
+                "`hwb-client enrol --school DFES --code CODE` with a one-time enrolment code (or restore "
+                "the key file from backup)"
+            ),
+            path=path,
         ) from exc
     except OSError as exc:
         raise KeyFileError(
-            f"cannot read signing key file {path}: {exc.strerror or exc}; "
-            "run the client as the user that owns it"
+            N_("cannot read signing key file {path}: {reason}; run the client as the user that owns it"),
+            path=path,
+            reason=exc.strerror or exc,
         ) from exc
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(
-            f"signing key file {path} is not an unencrypted PKCS#8 PEM Ed25519 private key; restore it from "
-            "backup, or generate a new key and enrol it"
+            N_(
+                "signing key file {path} is not an unencrypted PKCS#8 PEM Ed25519 private key; restore it "
+                "from backup, or generate a new key and enrol it"
+            ),
+            path=path,
         ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(
-            f"signing key file {path} holds a {type(key).__name__}, not an Ed25519 key; generate a new key "
-            "and enrol it"
+            N_(
+                "signing key file {path} holds a {key_type}, not an Ed25519 key; generate a new key and enrol it"
+            ),
+            path=path,
+            key_type=type(key).__name__,
         )
     return key

@@ -35,6 +35,7 @@ from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
 from hwb_client.core.model import Kind, Op
 from hwb_client.core.snapshot import Known, Snapshot
 from hwb_client.errors import StateError, StateStorageError, UnsafeFileError
+from hwb_client.i18n import N_
 from hwb_client.platform.filesystem import (
     create_private,
     ensure_private_dir,
@@ -184,12 +185,21 @@ class StateStore:
             if problem is not None:  # full or read-only: the database is sound, never set it aside
                 raise problem from None
             raise StateError(
-                f"school {dfes_number}: the state database {path} is damaged ({exc}); "
-                "it will be set aside and rebuilt from the national manifest on the next run"
+                N_(
+                    "school {dfes}: the state database {path} is damaged ({problem}); "
+                    "it will be set aside and rebuilt from the national manifest on the next run"
+                ),
+                dfes=dfes_number,
+                path=path,
+                problem=exc,
             ) from None
         if check != "ok":
             connection.close()
-            raise StateError(f"school {dfes_number}: the state database {path} failed its integrity check")
+            raise StateError(
+                N_("school {dfes}: the state database {path} failed its integrity check"),
+                dfes=dfes_number,
+                path=path,
+            )
         store = cls(connection, path, None)
         secret: bytes | None = None
         if not read_only:
@@ -373,13 +383,15 @@ class StateStore:
     def _open(self, batch_id: str, sealed: bytes) -> bytes:
         if self._cipher is None:
             raise StateError(
-                f"the outbox key for {self.path.name} is missing; pending batches cannot be read"
+                N_("the outbox key for {file} is missing; pending batches cannot be read"),
+                file=self.path.name,
             )
         try:
             return self._cipher.decrypt(sealed[:12], sealed[12:], batch_id.encode())
         except InvalidTag:
             raise StateError(
-                f"a pending batch in {self.path.name} cannot be decrypted (outbox key replaced?)"
+                N_("a pending batch in {file} cannot be decrypted (outbox key replaced?)"),
+                file=self.path.name,
             ) from None
 
     def add_to_outbox(self, batches: Iterable[PendingBatch]) -> None:
@@ -621,8 +633,11 @@ def _outbox_key(path: Path) -> bytes:
         raise storage_problem(exc, path.parent) or exc from None
     if key == bytes(len(key)) and key:
         raise UnsafeFileError(
-            f"the outbox key {path} is all zeros (not a key this client made); move it away and run again "
-            "(pending batches sealed under it are rebuilt by the next run's diff)"
+            N_(
+                "the outbox key {path} is all zeros (not a key this client made); move it away and run "
+                "again (pending batches sealed under it are rebuilt by the next run's diff)"
+            ),
+            path=path,
         )
     if len(key) == 32:
         return key

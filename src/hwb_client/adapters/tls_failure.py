@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from hwb_client.errors import ApiError
+from hwb_client.i18n import N_
+
 _VERIFY: Final = re.compile(r"certificate verify failed: (.*?)\.?\s*(?:\(_ssl\.c|'\)|\"\)|$)")
 
 
@@ -21,19 +24,37 @@ def certificate_refused(error: BaseException) -> bool:
     return _VERIFY.search(str(error)) is not None
 
 
-def tls_failure_message(what: str, error: BaseException, base_url: str, ca_bundle: Path | None) -> str:
-    """The message for a certificate that did not verify (names settings, the host and OpenSSL's reason)."""
+def tls_failure_error(what: str, error: BaseException, base_url: str, ca_bundle: Path | None) -> ApiError:
+    """The error for a certificate that did not verify (names settings, the host and OpenSSL's reason)."""
     text = str(error)
     host = urlsplit(base_url).hostname or base_url
     verify = _VERIFY.search(text)
     if verify and "mismatch" in verify.group(1):
-        return (
-            f"{what}: the national API's TLS certificate is not valid for {host} ({verify.group(1)});"
-            " api.base_url must use a host name the certificate was issued for"
+        return ApiError(
+            N_(
+                "{what}: the national API's TLS certificate is not valid for {host} ({reason}); "
+                "api.base_url must use a host name the certificate was issued for"
+            ),
+            what=what,
+            host=host,
+            reason=verify.group(1),
         )
-    trusted_by = f"the CA file api.ca_bundle = {ca_bundle}" if ca_bundle else "the system's CAs"
     reason = verify.group(1) if verify else "certificate verify failed"
-    return (
-        f"{what}: the national API's TLS certificate is not trusted by {trusted_by}"
-        f" ({reason}); set api.ca_bundle to the PEM file of the CA that issued it"
+    if ca_bundle:
+        return ApiError(
+            N_(
+                "{what}: the national API's TLS certificate is not trusted by the CA file api.ca_bundle = "
+                "{ca_bundle} ({reason}); set api.ca_bundle to the PEM file of the CA that issued it"
+            ),
+            what=what,
+            ca_bundle=ca_bundle,
+            reason=reason,
+        )
+    return ApiError(
+        N_(
+            "{what}: the national API's TLS certificate is not trusted by the system's CAs ({reason}); "
+            "set api.ca_bundle to the PEM file of the CA that issued it"
+        ),
+        what=what,
+        reason=reason,
     )

@@ -28,13 +28,21 @@ from urllib.parse import quote
 import requests
 import structlog
 
-from hwb_client import __version__
+from hwb_client import __version__, errors
 from hwb_client.adapters import replies
 from hwb_client.adapters.bounded_http import ExchangeCut, Reply, exchange, watched_session
-from hwb_client.adapters.replies import PERMANENTLY_REFUSED, BatchAck, Manifest, ManifestSummary
+from hwb_client.adapters.replies import (
+    MANIFEST,
+    MANIFEST_SUMMARY,
+    PERMANENTLY_REFUSED,
+    BatchAck,
+    Manifest,
+    ManifestSummary,
+)
 from hwb_client.adapters.response_keys import ResponseKey, signature_key_id, verify_answer
-from hwb_client.adapters.tls_failure import certificate_refused, tls_failure_message
-from hwb_client.errors import ApiError, Interrupted
+from hwb_client.adapters.tls_failure import certificate_refused, tls_failure_error
+from hwb_client.errors import ApiError, Interrupted, Phrase
+from hwb_client.i18n import N_
 from hwb_client.settings import ApiSettings
 
 log = structlog.get_logger("hwb_client.transport")
@@ -44,6 +52,20 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PROTOCOL_VERSION = "2"
 
 __all__ = ["PERMANENTLY_REFUSED", "BatchAck", "Manifest", "ManifestSummary", "NationalApi", "Response"]
+
+#: What each request is, as its errors name it (translated with them; the logs keep the English).
+ENROLMENT = Phrase(N_("enrolment"))
+RUN_REPORT = Phrase(N_("run report"))
+KEY = Phrase(N_("key"))
+KEY_RETIREMENT = Phrase(N_("key retirement"))
+HEALTH_CHECK = Phrase(N_("health check"))
+RESPONSE_KEYS = Phrase(N_("response keys"))
+RECORD_LOOKUP = Phrase(N_("record lookup"))
+STATUS = Phrase(N_("status"))
+ROTATION = Phrase(N_("rotation"))
+REQUEST = Phrase(N_("request"))
+_LIST_NOT_USABLE = N_("response keys: the national API's list is not usable: {problem}")
+_RESENT = N_("{what}: {detail}; what was not acknowledged is resent next run")
 
 
 class Signer(Protocol):
@@ -121,13 +143,15 @@ class NationalApi:
     def enrol(self, dfes_number: str, code: str, public_key_b64: str) -> dict[str, Any]:
         """Enrol; the answer's ``response_key`` (v2) is returned parsed as a ``ResponseKey``."""
         body = {"dfes_number": dfes_number, "enrolment_code": code, "public_key": public_key_b64}
-        answer = self._call("POST", "/v1/enrolments", json_body=body, signed=False, what="enrolment")
-        value = replies.json_object(answer.reply.body, "enrolment")
+        answer = self._call("POST", "/v1/enrolments", json_body=body, signed=False, what=ENROLMENT)
+        value = replies.json_object(answer.reply.body, ENROLMENT)
         if "response_key" in value:
             try:
                 value["response_key"] = ResponseKey.parse(value["response_key"])
             except ValueError as exc:
-                raise ApiError(f"enrolment: the national response key is not usable: {exc}") from None
+                raise ApiError(
+                    N_("enrolment: the national response key is not usable: {problem}"), problem=exc
+                ) from None
         return value
 
     def post_batch(
@@ -137,7 +161,11 @@ class NationalApi:
         if content_encoding:
             headers["Content-Encoding"] = content_encoding
         answer = self._call(
-            "POST", f"/v1/schools/{dfes_number}/batches", body=body, headers=headers, what=f"batch {batch_id}"
+            "POST",
+            f"/v1/schools/{dfes_number}/batches",
+            body=body,
+            headers=headers,
+            what=replies.batch(batch_id),
         )
         replayed = answer.reply.headers.get("Idempotent-Replayed") == "true"
         return replies.batch_ack(
@@ -146,56 +174,56 @@ class NationalApi:
 
     def post_run_report(self, dfes_number: str, report: Mapping[str, Any]) -> None:
         answer = self._call(
-            "POST", f"/v1/schools/{dfes_number}/run-reports", json_body=report, what="run report"
+            "POST", f"/v1/schools/{dfes_number}/run-reports", json_body=report, what=RUN_REPORT
         )
-        replies.json_object(answer.reply.body, "run report")
+        replies.json_object(answer.reply.body, RUN_REPORT)
 
     def add_key(self, dfes_number: str, public_key_b64: str) -> dict[str, Any]:
         """Register a new signing key, signed by a current one (key rotation)."""
         body = {"public_key": public_key_b64}
-        answer = self._call("POST", f"/v1/schools/{dfes_number}/keys", json_body=body, what="key")
-        return replies.json_object(answer.reply.body, "key")
+        answer = self._call("POST", f"/v1/schools/{dfes_number}/keys", json_body=body, what=KEY)
+        return replies.json_object(answer.reply.body, KEY)
 
     def retire_key(self, dfes_number: str, key_id: str) -> None:
-        self._call("DELETE", f"/v1/schools/{dfes_number}/keys/{key_id}", what="key retirement")
+        self._call("DELETE", f"/v1/schools/{dfes_number}/keys/{key_id}", what=KEY_RETIREMENT)
 
     def health(self) -> dict[str, Any]:
         """``GET /healthz`` (not signed either way): a sandbox says so (``"sandbox": true``) and its today."""
-        answer = self._call("GET", "/healthz", signed=False, what="health check", verify=False)
-        return replies.json_object(answer.reply.body, "health check")
+        answer = self._call("GET", "/healthz", signed=False, what=HEALTH_CHECK, verify=False)
+        return replies.json_object(answer.reply.body, HEALTH_CHECK)
 
     def manifest(self, dfes_number: str) -> Manifest:
-        answer = self._call("GET", f"/v1/schools/{dfes_number}/manifest", what="manifest")
+        answer = self._call("GET", f"/v1/schools/{dfes_number}/manifest", what=MANIFEST)
         return replies.manifest(answer.reply.body, dfes_number)
 
     def manifest_document(self, dfes_number: str) -> dict[str, Any]:
         """The manifest as the national side wrote it (protocol 2 adds per-record calendar fields), for
         people and demos; a run uses the checked, typed ``manifest``."""
-        answer = self._call("GET", f"/v1/schools/{dfes_number}/manifest", what="manifest")
+        answer = self._call("GET", f"/v1/schools/{dfes_number}/manifest", what=MANIFEST)
         replies.manifest(answer.reply.body, dfes_number)  # the same checks, then the document as sent
-        return replies.json_object(answer.reply.body, "manifest")
+        return replies.json_object(answer.reply.body, MANIFEST)
 
     def manifest_summary(self, dfes_number: str, digest_key: bytes) -> ManifestSummary:
         headers = {"Hwb-Digest-Key": base64.urlsafe_b64encode(digest_key).decode("ascii").rstrip("=")}
         answer = self._call(
-            "GET", f"/v1/schools/{dfes_number}/manifest/summary", headers=headers, what="manifest summary"
+            "GET", f"/v1/schools/{dfes_number}/manifest/summary", headers=headers, what=MANIFEST_SUMMARY
         )
         return replies.manifest_summary(answer.reply.body, dfes_number)
 
     def fetch_response_keys(self) -> tuple[ResponseKey, ...]:
         """The national response keys as listed by ``GET /v1/response-keys``; the answer must be signed by
         one of the keys it lists (and, when keys are pinned, by a pinned one)."""
-        answer = self._call("GET", "/v1/response-keys", signed=False, what="response keys", verify=False)
-        value = replies.json_object(answer.reply.body, "response keys")
+        answer = self._call("GET", "/v1/response-keys", signed=False, what=RESPONSE_KEYS, verify=False)
+        value = replies.json_object(answer.reply.body, RESPONSE_KEYS)
         try:
             listed = tuple(ResponseKey.parse(item) for item in value.get("keys") or ())
         except (ValueError, TypeError) as exc:
-            raise ApiError(f"response keys: the national API's list is not usable: {exc}") from None
+            raise ApiError(_LIST_NOT_USABLE, problem=exc) from None
         if not listed:
-            raise ApiError("response keys: the national API lists no response key (protocol version 1?)")
+            raise ApiError(N_("response keys: the national API lists no response key (protocol version 1?)"))
         trusted = self.response_keys if self.response_keys else listed
         reply = answer.reply
-        verify_answer(trusted, answer.request, reply.status, reply.headers, reply.wire, what="response keys")
+        verify_answer(trusted, answer.request, reply.status, reply.headers, reply.wire, what=RESPONSE_KEYS)
         return listed
 
     def lookup_records(self, dfes_number: str, refs: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -206,14 +234,14 @@ class NationalApi:
             "POST",
             f"/v1/schools/{dfes_number}/records/lookup",
             json_body=body,
-            what="record lookup",
+            what=RECORD_LOOKUP,
         )
-        records = replies.json_object(answer.reply.body, "record lookup").get("records")
+        records = replies.json_object(answer.reply.body, RECORD_LOOKUP).get("records")
         return [dict(r) for r in records] if isinstance(records, list) else []
 
     def status(self, dfes_number: str) -> dict[str, Any]:
-        answer = self._call("GET", f"/v1/schools/{dfes_number}/status", what="status")
-        return replies.json_object(answer.reply.body, "status")
+        answer = self._call("GET", f"/v1/schools/{dfes_number}/status", what=STATUS)
+        return replies.json_object(answer.reply.body, STATUS)
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -221,23 +249,25 @@ class NationalApi:
         if self._sleep is not None:
             self._sleep(seconds)
         elif self.stop.wait(seconds):
-            raise Interrupted("stopped while waiting to retry; what was not acknowledged is resent next run")
+            raise Interrupted(
+                N_("stopped while waiting to retry; what was not acknowledged is resent next run")
+            )
 
     def _prepare(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], signed: bool
     ) -> requests.PreparedRequest:
         if self.stop.is_set():
-            raise Interrupted("stopped before sending; what was not acknowledged is resent next run")
+            raise Interrupted(N_("stopped before sending; what was not acknowledged is resent next run"))
         prepared = self.session.prepare_request(
             requests.Request(method, url, data=body, headers=dict(headers))
         )
         if signed:
             if self.signer is None:
-                raise ApiError("this school is not enrolled: run `hwb-client enrol` first")
+                raise ApiError(N_("this school is not enrolled: run `hwb-client enrol` first"))
             self.signer.sign(prepared)
         return prepared
 
-    def _attempt(self, prepared: requests.PreparedRequest, deadline_seconds: float, what: str) -> Reply:
+    def _attempt(self, prepared: requests.PreparedRequest, deadline_seconds: float, what: Phrase) -> Reply:
         timeout = (self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds)
         try:
             return exchange(
@@ -250,16 +280,20 @@ class NationalApi:
             )
         except ExchangeCut as exc:
             if exc.reason == "stopped":
-                raise Interrupted(
-                    f"{what}: {exc.detail}; what was not acknowledged is resent next run"
-                ) from None
+                raise Interrupted(_RESENT, what=what, detail=exc.detail) from None
             if exc.reason == "too_large":
-                raise ApiError(f"{what}: the national API's reply is too large: {exc.detail}") from None
+                raise ApiError(
+                    N_("{what}: the national API's reply is too large: {detail}"),
+                    what=what,
+                    detail=exc.detail,
+                ) from None
             raise
         except requests.RequestException:
             raise
         except ValueError as exc:
-            raise ApiError(f"{what}: the national API's reply cannot be read: {exc}") from None
+            raise ApiError(
+                N_("{what}: the national API's reply cannot be read: {problem}"), what=what, problem=exc
+            ) from None
 
     def _call(
         self,
@@ -270,7 +304,7 @@ class NationalApi:
         json_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         signed: bool = True,
-        what: str = "request",
+        what: Phrase = REQUEST,
         verify: bool = True,
     ) -> _Answer:
         url = self.base_url + path
@@ -287,13 +321,14 @@ class NationalApi:
             deadline_seconds = max(1.0, min(self.settings.request_deadline_seconds, remaining))
             retry_after: float | None = None
             status: int | None = None
+            failure: str
             try:
                 reply = self._attempt(prepared, deadline_seconds, what)
             except ExchangeCut as exc:
                 failure = exc.detail
             except requests.exceptions.SSLError as exc:
                 if certificate_refused(exc):  # a certificate does not verify better on a retry
-                    raise ApiError(tls_failure_message(what, exc, url, self.settings.ca_bundle)) from None
+                    raise tls_failure_error(what, exc, url, self.settings.ca_bundle) from None
                 failure = "SSLError"  # a handshake cut short: retried like a reset
             except (
                 requests.ConnectionError,
@@ -305,7 +340,12 @@ class NationalApi:
                 # safe because the batch id deduplicates it.
                 failure = f"{type(exc).__name__}"
             except requests.RequestException as exc:
-                raise ApiError(f"{what}: {type(exc).__name__}: {exc}") from None
+                raise ApiError(
+                    N_("{what}: {error_type}: {problem}"),
+                    what=what,
+                    error_type=type(exc).__name__,
+                    problem=exc,
+                ) from None
             else:
                 status = reply.status
                 if 200 <= status < 300:
@@ -314,7 +354,9 @@ class NationalApi:
                 failure = f"HTTP {status}: {detail}"
                 if status not in RETRY_STATUSES:
                     raise ApiError(
-                        f"{what} refused by the national API: {failure}",
+                        N_("{what} refused by the national API: {failure}"),
+                        what=what,
+                        failure=failure,
                         status=status,
                         problem_type=problem_type,
                         permanent=status in PERMANENTLY_REFUSED,
@@ -322,7 +364,7 @@ class NationalApi:
                 retry_after = _retry_after(reply.headers.get("Retry-After"))
             self._before_retry(attempt, started, failure, status, retry_after, what)
 
-    def _accepted(self, answer: _Answer, *, signed: bool, what: str) -> _Answer:
+    def _accepted(self, answer: _Answer, *, signed: bool, what: Phrase) -> _Answer:
         if signed and self.response_keys is not None:
             reply = answer.reply
             key_id = signature_key_id(reply.headers)
@@ -336,14 +378,14 @@ class NationalApi:
     def _vouched_keys(self, pinned: ResponseKey) -> tuple[ResponseKey, ...]:
         """The national keys as listed in an answer signed by ``pinned`` (``ApiError`` otherwise)."""
         path = f"/v1/response-keys?signed_by={quote(pinned.key_id, safe='')}"
-        answer = self._call("GET", path, signed=False, what="response keys", verify=False)
+        answer = self._call("GET", path, signed=False, what=RESPONSE_KEYS, verify=False)
         reply = answer.reply
-        verify_answer((pinned,), answer.request, reply.status, reply.headers, reply.wire, what="rotation")
-        listed = replies.json_object(reply.body, "response keys").get("keys") or ()
+        verify_answer((pinned,), answer.request, reply.status, reply.headers, reply.wire, what=ROTATION)
+        listed = replies.json_object(reply.body, RESPONSE_KEYS).get("keys") or ()
         try:
             return tuple(ResponseKey.parse(item) for item in listed)
         except (ValueError, TypeError) as exc:
-            raise ApiError(f"response keys: the national API's list is not usable: {exc}") from None
+            raise ApiError(_LIST_NOT_USABLE, problem=exc) from None
 
     def _follow_rotation(self, new_key_id: str) -> None:
         """An answer signed by a key not pinned: adopt the national keys a pinned key vouches for
@@ -368,7 +410,7 @@ class NationalApi:
         failure: str,
         status: int | None,
         retry_after: float | None,
-        what: str,
+        what: Phrase,
     ) -> None:
         elapsed = time.monotonic() - started
         backoff = min(
@@ -379,8 +421,17 @@ class NationalApi:
             delay = max(delay, min(retry_after, self.settings.backoff_max_seconds))
         if attempt >= self.settings.max_attempts or elapsed + delay > self.settings.give_up_after_seconds:
             raise ApiError(
-                f"{what}: the national API could not be reached after {attempt} attempt(s) over "
-                f"{elapsed:.0f} s (last: {failure}); the run will be retried",
+                errors.ngettext(
+                    "{what}: the national API could not be reached after {attempts} attempt over "
+                    "{seconds} s (last: {failure}); the run will be retried",
+                    "{what}: the national API could not be reached after {attempts} attempts over "
+                    "{seconds} s (last: {failure}); the run will be retried",
+                    attempt,
+                ),
+                what=what,
+                attempts=attempt,
+                seconds=f"{elapsed:.0f}",
+                failure=failure,
                 status=status,
             )
         log.warning(

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from hwb_client.errors import ConfigError
+from hwb_client.errors import ConfigError, Phrase
+from hwb_client.i18n import N_
 
 
 class TermLike(Protocol):
@@ -179,10 +180,15 @@ def academic_calendar(schedule: ScheduleSettings) -> AcademicCalendar:
         missing_year = _academic_year(before.end + dt.timedelta(days=60))
         if (after.start - before.end).days - 1 > MAX_HOLIDAY_DAYS:
             raise ConfigError(
-                f"schedule.terms: no term between {before.end} and {after.start} "
-                f"({(after.start - before.end).days - 1} days); a whole academic year's dates seem to be "
-                f"missing: add the [[schedule.terms]] of the {missing_year} "
-                "academic year (start and end of each half-term)"
+                N_(
+                    "schedule.terms: no term between {end} and {start} ({days} days); a whole academic "
+                    "year's dates seem to be missing: add the [[schedule.terms]] of the {year} academic "
+                    "year (start and end of each half-term)"
+                ),
+                end=before.end,
+                start=after.start,
+                days=(after.start - before.end).days - 1,
+                year=missing_year,
             )
     year_starts: set[int] = set()
     first_week_ends: dict[int, dt.date] = {}
@@ -205,22 +211,34 @@ def academic_calendar(schedule: ScheduleSettings) -> AcademicCalendar:
 
 
 def _missing_year_error(calendar: AcademicCalendar, day: dt.date) -> ConfigError:
-    source = (
-        "the built-in default Welsh terms (2025/26 and 2026/27 only; replace them with your LA's dates)"
+    source = Phrase(
+        N_("the built-in default Welsh terms (2025/26 and 2026/27 only; replace them with your LA's dates)")
         if calendar.uses_defaults
-        else "the configured [[schedule.terms]]"
+        else N_("the configured [[schedule.terms]]")
     )
     if day > calendar.last_day:
         year = _academic_year(max(day, calendar.last_day + _ONE_DAY + dt.timedelta(days=31)))
         return ConfigError(
-            f"schedule.terms: {source} end on {calendar.last_day}, so the schedule for {day} is unknown; "
-            f"add the {year} academic year to the configuration, one [[schedule.terms]] entry per "
-            "half-term with its first and last day of teaching, e.g.\n"
-            "  [[schedule.terms]]\n  start = 2027-09-01\n  end = 2027-10-22"
+            N_(
+                "schedule.terms: {source} end on {last_day}, so the schedule for {day} is unknown; "
+                "add the {year} academic year to the configuration, one [[schedule.terms]] entry per "
+                "half-term with its first and last day of teaching, e.g.\n"
+                "  [[schedule.terms]]\n  start = 2027-09-01\n  end = 2027-10-22"
+            ),
+            source=source,
+            last_day=calendar.last_day,
+            day=day,
+            year=year,
         )
     return ConfigError(
-        f"schedule.terms: {source} start on {calendar.first_day}, so the schedule for {day} is unknown; "
-        f"add the [[schedule.terms]] of the {_academic_year(day)} academic year"
+        N_(
+            "schedule.terms: {source} start on {first_day}, so the schedule for {day} is unknown; "
+            "add the [[schedule.terms]] of the {year} academic year"
+        ),
+        source=source,
+        first_day=calendar.first_day,
+        day=day,
+        year=_academic_year(day),
     )
 
 
@@ -305,7 +323,7 @@ def iter_runs(schedule: ScheduleSettings, after: dt.datetime) -> Iterator[Schedu
             empty_days += 1
             if empty_days > _MAX_WALK_DAYS:  # pragma: no cover - impossible with validated settings
                 raise ConfigError(
-                    "schedule: the policy yields no run at all; check schedule.in_term_weekdays"
+                    N_("schedule: the policy yields no run at all; check schedule.in_term_weekdays")
                 )
         day += _ONE_DAY
 
@@ -341,7 +359,7 @@ def previous_run(schedule: ScheduleSettings, at_or_before: dt.datetime) -> Sched
             return run
         day -= _ONE_DAY
     raise ConfigError(  # pragma: no cover - impossible with validated settings
-        "schedule: the policy yields no run at all; check schedule.in_term_weekdays"
+        N_("schedule: the policy yields no run at all; check schedule.in_term_weekdays")
     )
 
 

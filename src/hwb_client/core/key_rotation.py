@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from hwb_client.core.diff import Acknowledged
 from hwb_client.core.model import Kind
 from hwb_client.core.pseudonymise import UpnHasher
+from hwb_client.errors import Phrase
+from hwb_client.i18n import N_
 
 PREVIOUS_FIELD = "upn_hash_previous"
 
@@ -62,7 +64,12 @@ class KeysInUse:
 
 
 class KeyScheduleError(ValueError):
-    """The key file's dates leave no key, or more than two, in use on a day."""
+    """The key file's dates leave no key, or more than two, in use on a day; ``error`` is the sentence,
+    translated with the error that names the key file."""
+
+    def __init__(self, message: str, /, **params: object) -> None:
+        self.error = Phrase(message, **params)
+        super().__init__(self.error.english)
 
 
 def _start(period: KeyPeriod) -> dt.date:
@@ -73,10 +80,12 @@ def keys_in_use(periods: Sequence[KeyPeriod], today: dt.date) -> KeysInUse:
     """The current key (the latest ``use_from`` among the keys in use) and the previous one, if any."""
     using = sorted((p for p in periods if p.in_use(today)), key=_start, reverse=True)
     if not using:
-        raise KeyScheduleError(f"no national key is in use on {today.isoformat()}")
+        raise KeyScheduleError(N_("no national key is in use on {day}"), day=today)
     if len(using) > 2:
         raise KeyScheduleError(
-            f"{len(using)} national keys are in use on {today.isoformat()}; a changeover has two at most"
+            N_("{count} national keys are in use on {day}; a changeover has two at most"),
+            count=len(using),
+            day=today,
         )
     return KeysInUse(using[0].hasher, using[1].hasher if len(using) > 1 else None)
 

@@ -39,6 +39,7 @@ from typing import Any
 import structlog
 
 from hwb_client.errors import StateError, StateStorageError, UnsafeFileError
+from hwb_client.i18n import N_
 
 log = structlog.get_logger("hwb_client.files")
 
@@ -90,14 +91,20 @@ def storage_problem(exc: BaseException, directory: Path) -> StateStorageError | 
     code = exc.errno if isinstance(exc, OSError) else None
     if code in _FULL or "disk is full" in text or _nearly_full(directory):
         return StateStorageError(
-            f"the state directory {directory} is full (no space left on its file system); free space "
-            "there (or move client.state_dir to a larger disk), then run again: nothing was lost"
+            N_(
+                "the state directory {directory} is full (no space left on its file system); free space "
+                "there (or move client.state_dir to a larger disk), then run again: nothing was lost"
+            ),
+            directory=directory,
         )
     if code in _READ_ONLY or "readonly database" in text or _not_writable(directory):
         return StateStorageError(
-            f"the state directory {directory} cannot be written (read-only file system or wrong "
-            "permissions); make it writable by the service user (owner of the directory, mode 0700), "
-            "then run again"
+            N_(
+                "the state directory {directory} cannot be written (read-only file system or wrong "
+                "permissions); make it writable by the service user (owner of the directory, mode 0700), "
+                "then run again"
+            ),
+            directory=directory,
         )
     return None
 
@@ -115,7 +122,9 @@ def ensure_private_dir(path: Path) -> None:
             continue
         except OSError as exc:
             raise storage_problem(exc, directory.parent) or StateError(
-                f"cannot create the directory {directory}: {exc.strerror or exc}"
+                N_("cannot create the directory {directory}: {reason}"),
+                directory=directory,
+                reason=exc.strerror or exc,
             ) from None
         if not WINDOWS:
             os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
@@ -127,14 +136,21 @@ def _check_dir(path: Path) -> None:
         return
     info = path.stat()
     if not stat.S_ISDIR(info.st_mode):
-        raise UnsafeFileError(f"{path} is not a directory; move it away, the client keeps its state there")
+        raise UnsafeFileError(
+            N_("{path} is not a directory; move it away, the client keeps its state there"), path=path
+        )
     mode = stat.S_IMODE(info.st_mode)
     if not mode & _UNSAFE_DIR_BITS:
         return
     if info.st_uid != os.geteuid():
         raise UnsafeFileError(
-            f"the directory {path} (mode {mode:04o}) is open to other users and owned by another user "
-            f"(uid {info.st_uid}); make it owned by the service user with mode 0700 (chown, chmod 700 {path})"
+            N_(
+                "the directory {path} (mode {mode}) is open to other users and owned by another user "
+                "(uid {uid}); make it owned by the service user with mode 0700 (chown, chmod 700 {path})"
+            ),
+            path=path,
+            mode=f"{mode:04o}",
+            uid=info.st_uid,
         )
     fixed = mode & ~_UNSAFE_DIR_BITS
     os.chmod(path, fixed)
@@ -146,8 +162,11 @@ def _check_dir(path: Path) -> None:
 
 def _refuse_link(path: Path) -> UnsafeFileError:
     return UnsafeFileError(
-        f"{path} is a symbolic link; the client does not follow links in its state (its target was not "
-        f"read or written); remove the link ({path}) and run again"
+        N_(
+            "{path} is a symbolic link; the client does not follow links in its state (its target was not "
+            "read or written); remove the link ({path}) and run again"
+        ),
+        path=path,
     )
 
 
@@ -158,19 +177,25 @@ def _check_open_file(fd: int, path: Path, *, fix: bool | None) -> None:
         return
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
-        raise UnsafeFileError(f"{path} is not a regular file; move it away and run again")
+        raise UnsafeFileError(N_("{path} is not a regular file; move it away and run again"), path=path)
     if fix is None:
         return
     if info.st_uid != os.geteuid() and os.geteuid() != 0:  # root may use the service user's files
         raise UnsafeFileError(
-            f"{path} is owned by another user (uid {info.st_uid}); the client uses only files it owns: "
-            "move it away, or run the client as its owner"
+            N_(
+                "{path} is owned by another user (uid {uid}); the client uses only files it owns: "
+                "move it away, or run the client as its owner"
+            ),
+            path=path,
+            uid=info.st_uid,
         )
     mode = stat.S_IMODE(info.st_mode)
     if mode & _UNSAFE_FILE_BITS:
         if not fix:
             raise UnsafeFileError(
-                f"{path} is accessible by other users (mode {mode:04o}); run: chmod 600 {path}"
+                N_("{path} is accessible by other users (mode {mode}); run: chmod 600 {path}"),
+                path=path,
+                mode=f"{mode:04o}",
             )
         os.fchmod(fd, FILE_MODE)
         log.warning("file_permissions_fixed", path=str(path), mode_was=f"{mode:04o}", mode="0600")

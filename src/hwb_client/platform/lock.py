@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hwb_client.errors import RunInProgress
+from hwb_client.i18n import N_
 from hwb_client.platform.filesystem import ensure_private_dir, open_private, storage_problem
 
 
@@ -49,8 +50,12 @@ def school_lock(state_dir: Path, dfes_number: str, *, wait_seconds: float = 0.0)
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
                 raise RunInProgress(
-                    f"school {dfes_number}: another run is in progress (lock {path}); "
-                    "wait for it to finish, or check `hwb-client status`"
+                    N_(
+                        "school {dfes}: another run is in progress (lock {path}); "
+                        "wait for it to finish, or check `hwb-client status`"
+                    ),
+                    dfes=dfes_number,
+                    path=path,
                 )
             time.sleep(0.2)
         try:

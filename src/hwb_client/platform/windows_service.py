@@ -29,6 +29,7 @@ import structlog
 from hwb_client import logs
 from hwb_client.daemon import RunSchool, run_daemon
 from hwb_client.errors import HwbClientError
+from hwb_client.i18n import _
 from hwb_client.settings import load_settings
 
 try:  # pragma: no cover - pywin32 exists on Windows only; tests provide stand-ins
@@ -137,7 +138,7 @@ class HwbClientService(_ServiceBase):  # type: ignore[misc]  # pywin32 has no ty
             )
             self.exit_code = run_daemon(settings, stop=self.stop_event, run_school=type(self).run_school)
         except HwbClientError as exc:
-            servicemanager.LogErrorMsg(f"{self._svc_name_}: {exc.message}")
+            servicemanager.LogErrorMsg(f"{self._svc_name_}: {exc.english}")  # the Event Log keeps English
             self.exit_code = exc.exit_code
         servicemanager.LogMsg(
             servicemanager.EVENTLOG_INFORMATION_TYPE,
@@ -150,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m hwb_client.platform.windows_service [--startup delayed] install|remove|start|stop``."""
     if win32serviceutil is None:
         sys.stderr.write(
-            "hwb-client: the Windows service needs Windows and pywin32 (pip install hwb-client[windows])\n"
+            "hwb-client: "
+            + _("the Windows service needs Windows and pywin32 (pip install hwb-client[windows])")
+            + "\n"
         )
         return 2
     win32serviceutil.HandleCommandLine(
