@@ -271,6 +271,12 @@ def test_install_dry_run_remove_and_purge_in_a_minimal_chroot(release: str, deb:
         check = run_in(root, "hwb-client check-config", check=False)
         assert check.returncode == 3, check.stdout + check.stderr
         assert "client.national_key_file" in check.stdout + check.stderr
+        # In Welsh, from the shipped catalogue: by --lang, and by the locale alone.
+        welsh = run_in(root, "hwb-client --lang cy --help").stdout
+        assert welsh.startswith("defnydd: hwb-client") and "opsiynau:" in welsh, welsh
+        check_cy = run_in(root, "LANG=cy_GB.UTF-8 hwb-client check-config", check=False)
+        assert check_cy.returncode == 3 and "client.national_key_file" in check_cy.stdout + check_cy.stderr
+        assert (check_cy.stdout + check_cy.stderr) != (check.stdout + check.stderr), "check-config is not in Welsh"
 
         # The shipped example's paths, as the service user, with a SQLite MIS instead of the DSN.
         prepare_dry_run(root, tmp_path)
