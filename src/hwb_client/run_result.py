@@ -143,7 +143,7 @@ class RunResult:
             ).format(count=planned)
         else:
             sent, batches = total(self.sent), self.batches + self.resent_batches
-            text = _("{changes} sent in {batches}").format(
+            text = ngettext("{changes} sent in {batches}", "{changes} sent in {batches}", sent).format(
                 changes=ngettext("{count} change", "{count} changes", sent).format(count=sent),
                 batches=ngettext("{count} batch", "{count} batches", batches).format(count=batches),
             )

@@ -154,7 +154,7 @@ def test_the_summary_table_lists_every_school_in_order_with_totals():
     assert lines[2].startswith("6612001  A     success") and "1,200" in lines[2] and "1 min 15 s" in lines[2]
     assert lines[3].startswith("6613001  B     partial") and lines[3].split()[4:6] == ["1", "3"]
     assert lines[-1] == (
-        "2 school(s): 1 partial, 1 success; 1,202 change(s), 1 person and 3 class records held back; 1 min 20 s"
+        "2 schools: 1 partial, 1 success; 1,202 changes, 1 person and 3 class records held back; 1 min 20 s"
     )
     assert [r.dfes_number for r in progress.attention(done)] == ["6613001"]
 
