@@ -84,7 +84,6 @@ def compose(
     title = _(TITLE[state])
     message["Subject"] = _("hwb-client: school {dfes} {title}").format(dfes=school.dfes_number, title=title)
     message["Date"] = now.strftime("%a, %d %b %Y %H:%M:%S +0000")
-    message["Content-Language"] = i18n.language()
     lines = [
         _("School: {dfes} {name}").format(dfes=school.dfes_number, name=school.name).rstrip(),
         _("State: {title} (at {when})").format(title=title, when=now.isoformat(timespec="minutes")),
@@ -94,6 +93,7 @@ def compose(
     lines += ["", _("What to do: {fix}").format(fix=_(FIX[state]).format(dfes=school.dfes_number)), ""]
     lines.append(_("This message is sent once when the state changes; it holds no personal data."))
     message.set_content("\n".join(lines) + "\n")
+    message["Content-Language"] = i18n.language()  # after set_content, which clears Content-* headers
     return message
 
 
