@@ -250,6 +250,21 @@ def _print_holds(result: Any, out: TextIO) -> None:
         out.write(f"  {text}\n")
 
 
+def _held_label(label: str) -> str:
+    """The school's label of a held-back row (``learner row 5 (MIS id 60) Name``, made in English by the
+    snapshot) with its head said in the language of the process."""
+    import re
+
+    head = re.match(r"(learner|staff|group) row (\d+)(?: \(MIS id ([^)]*)\))?", label)
+    if head is None:
+        return label
+    kind = {"learner": i18n._("learner"), "staff": i18n._("staff"), "group": i18n._("group")}[head.group(1)]
+    text = i18n._("{kind} row {row}").format(kind=kind, row=head.group(2))
+    if head.group(3) is not None:
+        text += " " + i18n._("(MIS id {mis_id})").format(mis_id=head.group(3))
+    return text + label[head.end() :]
+
+
 def _print_held_back(details: list[tuple[str, str, str]], out: TextIO) -> None:
     from hwb_client.core.validate import ADVICE, Reason
 
@@ -267,7 +282,7 @@ def _print_held_back(details: list[tuple[str, str, str]], out: TextIO) -> None:
         if kind == "membership":
             memberships[reason] += 1
             continue
-        out.write(f"    - {printable(label)}: {reason} ({_(ADVICE[Reason(reason)])})\n")
+        out.write(f"    - {printable(_held_label(label))}: {reason} ({_(ADVICE[Reason(reason)])})\n")
     for reason, count in sorted(memberships.items()):
         what = i18n.ngettext("{count} class membership", "{count} class memberships", count).format(
             count=count

@@ -81,7 +81,11 @@ def test_the_dry_run_plan_of_two_schools_is_in_welsh(two_schools):
     assert "ni anfonwyd na newidiwyd dim" in out
     assert "cofnodion wedi'u dal yn ôl (mae'r rhestr hon yn enwi pobl" in out
     assert "start_date_missing (rhowch ddyddiad dechrau'r aelod o staff" in out
-    assert "date_of_birth_missing (rhowch ddyddiad geni'r dysgwr)" in out
+    assert (
+        "- dysgwr, rhes 1 (dynodydd MIS 61) Gwenllïan Huws: date_of_birth_missing (rhowch ddyddiad geni'r"
+        in out
+    )
+    assert "- staff, rhes 3 (dynodydd MIS 4) NEW, Elin Rowlands: start_date_missing" in out
     assert "staff yn gadael ar 23 Gorffennaf 2026: 1" in out  # the day after the last day on roll
     assert english_left(out) == [], out
     english = two_schools.cli("--run-now", "--dry-run", "--as-of", "2026-07-01").stdout
@@ -103,7 +107,10 @@ def test_status_history_and_why_are_in_welsh(two_schools):
     assert "RHANNOL (cleient 0." in history.stdout and "wedi'u gwrthod gan Hwb: 1 person" in history.stdout
     why = two_schools.cli("--lang", "cy", "why", "--school", "6614001", "--staff-code", "NEW")
     assert why.returncode == 0, why.stderr
-    assert "staff rhes " in why.stdout and "WEDI'I DDAL YN ÔL (start_date_missing)" in why.stdout
+    assert (
+        "staff, rhes 3 (dynodydd MIS 4): Elin Rowlands, cod staff NEW" in why.stdout
+        and "WEDI'I DDAL YN ÔL (start_date_missing)" in why.stdout
+    )
     assert "cywirwch yn y MIS: rhowch ddyddiad dechrau'r aelod o staff" in why.stdout
     assert "ochr genedlaethol: dim cofnod o'r person hwn yn yr ysgol hon" in why.stdout
     refused = two_schools.cli("--lang", "cy", "why", "--school", "6614001", "--staff-code", "SJE")
