@@ -34,14 +34,21 @@ def method_map() -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:
     return methods, options
 
 
+#: Packages whose text is in another package's catalogue (``scripts/i18n``'s ``extra_sources``).
+EXTRA_SOURCES = {"hwb_client": ("hwb_demo",)}  # the demo speaks through the client's catalogue
+
+
 def extracted(source: Path) -> set[str | tuple[str, str]]:
-    """Every msgid (a tuple for singular/plural) marked in ``source``."""
+    """Every msgid (a tuple for singular/plural) marked in ``source`` (and the packages beside it whose
+    text goes into its catalogue)."""
     methods, options = method_map()
     found: set[str | tuple[str, str]] = set()
-    for _file, _line, message, _comments, _context in extract_from_dir(
-        str(source), methods, options, keywords=KEYWORDS, comment_tags=()
-    ):
-        found.add(message if isinstance(message, str) else (message[0], message[1]))
+    extra = [source.parent / name for name in EXTRA_SOURCES.get(source.name, ())]
+    for directory in [source, *(path for path in extra if path.is_dir())]:
+        for _file, _line, message, _comments, _context in extract_from_dir(
+            str(directory), methods, options, keywords=KEYWORDS, comment_tags=()
+        ):
+            found.add(message if isinstance(message, str) else (message[0], message[1]))
     return found
 
 

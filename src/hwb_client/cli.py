@@ -216,55 +216,106 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _tally(tally: dict[str, dict[str, int]]) -> str:
-    return (
-        ", ".join(
-            f"{kind} " + " ".join(f"{name}={n}" for name, n in sorted(names.items()))
-            for kind, names in sorted(tally.items())
-        )
-        or "none"
-    )
+    return ", ".join(
+        f"{kind} " + " ".join(f"{name}={n}" for name, n in sorted(names.items()))
+        for kind, names in sorted(tally.items())
+    ) or i18n._("none")
+
+
+#: Records whose state changes on a coming day, per kind and event.
+_UPCOMING = {
+    ("learner", "starts"): i18n.N_("learner starts on {date}: {count}"),
+    ("learner", "leaves"): i18n.N_("learner leaves on {date}: {count}"),
+    ("staff", "starts"): i18n.N_("staff starts on {date}: {count}"),
+    ("staff", "leaves"): i18n.N_("staff leaves on {date}: {count}"),
+}
 
 
 def _print_result(result: Any, out: TextIO) -> None:
-    as_of = f" (as of {result.as_of.isoformat()})" if result.as_of else ""
-    out.write(f"{result.dfes_number}: {result.outcome.upper()}{as_of} - {printable(result.message)}\n")
-    out.write(f"  planned: {_tally(result.planned)}\n")
+    from hwb_client.run_result import outcome_text, shown_message
+
+    _ = i18n._
+    as_of = " " + _("(as of {date})").format(date=i18n.format_date(result.as_of)) if result.as_of else ""
+    outcome = outcome_text(result.outcome).upper()
+    out.write(f"{result.dfes_number}: {outcome}{as_of} - {printable(shown_message(result))}\n")
+    out.write("  " + _("planned: {changes}").format(changes=_tally(result.planned)) + "\n")
     if not result.dry_run:
-        out.write(f"  sent: {_tally(result.sent)}\n")
+        out.write("  " + _("sent: {changes}").format(changes=_tally(result.sent)) + "\n")
     if result.held_back_by_kind:
-        out.write(f"  held back: {_tally(result.held_back_by_kind)}\n")
+        out.write("  " + _("held back: {records}").format(records=_tally(result.held_back_by_kind)) + "\n")
     if result.refused_by_kind:
-        out.write(f"  refused by Hwb: {_tally(result.refused_by_kind)}\n")
+        out.write("  " + _("refused by Hwb: {records}").format(records=_tally(result.refused_by_kind)) + "\n")
     for upcoming in result.upcoming:
-        out.write(
-            f"  {upcoming.kind.value} {upcoming.event} on {upcoming.date.isoformat()}: {upcoming.count}\n"
+        template = _UPCOMING.get((upcoming.kind.value, upcoming.event))
+        date = i18n.format_date(upcoming.date)
+        line = (
+            _(template).format(date=date, count=upcoming.count)
+            if template
+            else f"{upcoming.kind.value} {upcoming.event} {date}: {upcoming.count}"
         )
-    for hold in result.holds:
-        out.write(f"  HELD by {hold['rule']}: {hold['message']}\n")
-    for override in result.overrides:
-        out.write(
-            f"  allowed past {override['rule']} ({override['count']} > limit {override['limit']}) "
-            f"with {override['flag']} by {override['user']}\n"
-        )
+        out.write(f"  {line}\n")
+    _print_holds(result, out)
     if result.dry_run and result.held_back_details:
         _print_held_back(result.held_back_details, out)
+
+
+def _print_holds(result: Any, out: TextIO) -> None:
+    from hwb_client.core.guard import hold_report_message
+
+    for hold in result.holds:
+        text = i18n._("HELD by {rule}: {message}").format(
+            rule=hold["rule"], message=hold_report_message(hold, i18n._)
+        )
+        out.write(f"  {text}\n")
+    for override in result.overrides:
+        text = i18n._("allowed past {rule} ({count} > limit {limit}) with {flag} by {user}").format(
+            rule=override["rule"],
+            count=override["count"],
+            limit=override["limit"],
+            flag=override["flag"],
+            user=override["user"],
+        )
+        out.write(f"  {text}\n")
+
+
+def _held_label(label: str) -> str:
+    """The school's label of a held-back row (``learner row 5 (MIS id 60) Name``, made in English by the
+    snapshot) with its head said in the language of the process."""
+    import re
+
+    head = re.match(r"(learner|staff|group) row (\d+)(?: \(MIS id ([^)]*)\))?", label)
+    if head is None:
+        return label
+    kind = {"learner": i18n._("learner"), "staff": i18n._("staff"), "group": i18n._("group")}[head.group(1)]
+    text = i18n._("{kind} row {row}").format(kind=kind, row=head.group(2))
+    if head.group(3) is not None:
+        text += " " + i18n._("(MIS id {mis_id})").format(mis_id=head.group(3))
+    return text + label[head.end() :]
 
 
 def _print_held_back(details: list[tuple[str, str, str]], out: TextIO) -> None:
     from hwb_client.core.validate import ADVICE, Reason
 
+    _ = i18n._
     out.write(
-        "  held-back records (this list names people: it is for the school's administrators only,\n"
-        "  and is never logged or sent):\n"
+        "  "
+        + _(
+            "held-back records (this list names people: it is for the school's administrators only,\n"
+            "  and is never logged or sent):"
+        )
+        + "\n"
     )
     memberships: Counter[str] = Counter()
     for kind, label, reason in details:
         if kind == "membership":
             memberships[reason] += 1
             continue
-        out.write(f"    - {printable(label)}: {reason} ({ADVICE[Reason(reason)]})\n")
+        out.write(f"    - {printable(_held_label(label))}: {reason} ({_(ADVICE[Reason(reason)])})\n")
     for reason, count in sorted(memberships.items()):
-        out.write(f"    - {count} class membership(s): {reason} ({ADVICE[Reason(reason)]})\n")
+        what = i18n.ngettext("{count} class membership", "{count} class memberships", count).format(
+            count=count
+        )
+        out.write(f"    - {what}: {reason} ({_(ADVICE[Reason(reason)])})\n")
 
 
 def _exit_code(results: Sequence[Any]) -> int:

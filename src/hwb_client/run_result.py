@@ -9,12 +9,13 @@ OS user who allowed a hold: never personal data.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hwb_client import __version__
+from hwb_client import __version__, i18n
 from hwb_client.core.plan import Upcoming
 
 Outcome = Literal["success", "partial", "failed", "blocked"]
@@ -36,19 +37,52 @@ def total(tally: Mapping[str, Mapping[str, int]], kinds: tuple[str, ...] | None 
     return sum(sum(v.values()) for k, v in tally.items() if kinds is None or k in kinds)
 
 
-def people_and_classes(tally: Mapping[str, Mapping[str, int]]) -> str:
+#: A run's outcome as people read it (the codes stay in JSON, the reports and the logs).
+OUTCOMES: Mapping[str, str] = {
+    "success": i18n.N_("success"),
+    "partial": i18n.N_("partial"),
+    "failed": i18n.N_("failed"),
+    "blocked": i18n.N_("blocked"),
+    "running": i18n.N_("running"),
+}
+
+
+def outcome_text(outcome: str) -> str:
+    """``success`` → ``llwyddiant`` in Welsh; an unknown code as it is."""
+    return i18n._(OUTCOMES[outcome]) if outcome in OUTCOMES else outcome
+
+
+Gettext = Callable[[str], str]
+NGettext = Callable[[str, str, int], str]
+
+
+def _english(message: str) -> str:
+    return message
+
+
+def _english_plural(singular: str, plural: str, n: int) -> str:
+    return singular if n == 1 else plural
+
+
+def people_and_classes(
+    tally: Mapping[str, Mapping[str, int]], _: Gettext = _english, ngettext: NGettext = _english_plural
+) -> str:
     """``15 people, 12 class memberships``: people, classes and memberships are never added together."""
     people = total(tally, PEOPLE)
     groups = total(tally, ("group",))
     memberships = total(tally, ("membership",))
     parts = []
     if people:
-        parts.append(f"{people} {'person' if people == 1 else 'people'}")
+        parts.append(ngettext("{count} person", "{count} people", people).format(count=people))
     if groups:
-        parts.append(f"{groups} class{'' if groups == 1 else 'es'}")
+        parts.append(ngettext("{count} class", "{count} classes", groups).format(count=groups))
     if memberships:
-        parts.append(f"{memberships} class membership{'' if memberships == 1 else 's'}")
-    return ", ".join(parts) or "nothing"
+        parts.append(
+            ngettext("{count} class membership", "{count} class memberships", memberships).format(
+                count=memberships
+            )
+        )
+    return ", ".join(parts) or _("nothing")
 
 
 @dataclass
@@ -91,20 +125,43 @@ class RunResult:
         return self.planned if self.dry_run else self.sent
 
     def summary(self) -> str:
-        """One line: what was sent, what is waiting, what was held back or refused."""
+        """One line, in English (the run report's ``message``, sent upstream): what was sent, what is
+        waiting, what was held back or refused."""
+        return self._summary(_english, _english_plural)
+
+    def summary_text(self) -> str:
+        """The same line in the language of the process, for the screen."""
+        return self._summary(i18n._, i18n.ngettext)
+
+    def _summary(self, _: Gettext, ngettext: NGettext) -> str:
         if self.dry_run:
-            text = f"dry run: {total(self.planned)} change(s) would be sent; nothing was sent or changed"
+            planned = total(self.planned)
+            text = ngettext(
+                "dry run: {count} change would be sent; nothing was sent or changed",
+                "dry run: {count} changes would be sent; nothing was sent or changed",
+                planned,
+            ).format(count=planned)
         else:
-            sent = total(self.sent)
-            text = f"{sent} change(s) sent in {self.batches + self.resent_batches} batch(es)"
+            sent, batches = total(self.sent), self.batches + self.resent_batches
+            text = ngettext("{changes} sent in {batches}", "{changes} sent in {batches}", sent).format(
+                changes=ngettext("{count} change", "{count} changes", sent).format(count=sent),
+                batches=ngettext("{count} batch", "{count} batches", batches).format(count=batches),
+            )
             if self.resent_operations:
-                text += f" ({self.resent_operations} from batches an earlier run left)"
+                text += " " + ngettext(
+                    "({count} from batches an earlier run left)",
+                    "({count} from batches an earlier run left)",
+                    self.resent_operations,
+                ).format(count=self.resent_operations)
         if self.held_back_by_kind:
-            text += f"; held back: {people_and_classes(self.held_back_by_kind)}"
+            held = people_and_classes(self.held_back_by_kind, _, ngettext)
+            text += "; " + _("held back: {records}").format(records=held)
         if self.refused_by_kind:
-            text += f"; refused by Hwb: {people_and_classes(self.refused_by_kind)}"
+            refused = people_and_classes(self.refused_by_kind, _, ngettext)
+            text += "; " + _("refused by Hwb: {records}").format(records=refused)
         if self.overrides:
-            text += "; allowed past the guard: " + ", ".join(o["rule"] for o in self.overrides)
+            rules = ", ".join(o["rule"] for o in self.overrides)
+            text += "; " + _("allowed past the guard: {rules}").format(rules=rules)
         return text
 
     def report(self) -> dict[str, Any]:
@@ -128,6 +185,66 @@ class RunResult:
             "overrides": self.overrides,
             "message": self.message[:500],
         }
+
+
+#: What run.py adds to the summary when batches of an earlier run wait (English, in the upstream message).
+_WAITING = re.compile(r"; (\d+) batch\(es\) from an earlier run are waiting to be resent")
+
+
+def _tallies(value: Any) -> Tally:
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        str(k): {str(n): int(c) for n, c in v.items()} for k, v in value.items() if isinstance(v, Mapping)
+    }
+
+
+def from_report(dfes_number: str, report: Mapping[str, Any]) -> RunResult:
+    """A stored run report (any version) read back as a result: enough to say its summary again."""
+    return RunResult(
+        dfes_number,
+        str(report.get("run_id") or ""),
+        outcome=report.get("outcome") or "failed",
+        message=str(report.get("message") or ""),
+        sent=_tallies(report.get("counts")),
+        planned=_tallies(report.get("planned")),
+        held_back_by_kind=_tallies(report.get("held_back_by_kind")),
+        refused_by_kind=_tallies(report.get("refused")),
+        batches=int(report.get("batches") or 0),
+        resent_batches=int(report.get("resent_batches") or 0),
+        resent_operations=int(report.get("resent_operations") or 0),
+        holds=list(report.get("holds") or []),
+        overrides=list(report.get("overrides") or []),
+    )
+
+
+def shown_message(result: RunResult) -> str:
+    """The run's message in the language of the process, said again from the result's fields (its
+    ``message`` is the English one sent upstream): the summary, the holds of a blocked run; any other
+    message (an error, a report of another version) as it is."""
+    from hwb_client.core.guard import hold_report_message
+
+    if result.outcome == "blocked" and result.holds and not result.dry_run:
+        holds = "; ".join(hold_report_message(h, i18n._) for h in result.holds)
+        return i18n._("run held, nothing sent: {holds}").format(holds=holds)
+    english = result.summary()
+    if not result.message.startswith(english):
+        return result.message
+    rest = result.message[len(english) :]
+    waiting = _WAITING.fullmatch(rest)
+    if waiting:
+        count = int(waiting.group(1))
+        rest = "; " + i18n.ngettext(
+            "{count} batch from an earlier run is waiting to be resent",
+            "{count} batches from an earlier run are waiting to be resent",
+            count,
+        ).format(count=count)
+    return result.summary_text() + rest
+
+
+def report_message(dfes_number: str, report: Mapping[str, Any]) -> str:
+    """A stored run report's message in the language of the process (``shown_message``)."""
+    return shown_message(from_report(dfes_number, report))
 
 
 def _by_reason(tally: Mapping[str, Mapping[str, int]]) -> Counter[str]:

@@ -36,6 +36,8 @@ class Lab:
     sandbox_url: str
     extra_config: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    #: the language of every ``hwb-client`` command the lab runs (``--lang``); None: the client chooses
+    lang: str | None = None
 
     @property
     def config_path(self) -> Path:
@@ -97,8 +99,9 @@ class Lab:
         """Run ``hwb-client --config LAB_CONFIG ARGS`` as a real subprocess."""
         env = {**os.environ, **self.env}
         env.pop("HWB_CONFIG", None)
+        lang = ["--lang", self.lang] if self.lang else []
         return subprocess.run(
-            [sys.executable, "-m", "hwb_client", "--config", str(self.config_path), *args],
+            [sys.executable, "-m", "hwb_client", *lang, "--config", str(self.config_path), *args],
             capture_output=True,
             text=True,
             timeout=timeout,

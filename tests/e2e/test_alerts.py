@@ -226,3 +226,35 @@ def test_an_overdue_school_is_alerted_once(make_lab, test_ca):
         assert "the last successful run was 20" in inbox.messages[0].get_content()
     finally:
         controller.stop()
+
+
+def test_a_run_held_by_the_guard_is_alerted_in_welsh_with_content_language_cy(make_lab, test_ca):
+    ca_file, context = test_ca
+    lab = make_lab([PRIMARY])
+    mis = small_school(lab.schools[0].mis_path, "6612001", learners=40)
+    inbox, controller = smtp_server(free_port(), context)
+    try:
+        alerts_config(lab, controller.port, ca_file)
+        assert lab.cli("--lang", "cy", "--run-now").returncode == 0
+        mis.execute("DELETE FROM mis_group_member WHERE pupil_id > 5")
+        mis.execute("DELETE FROM mis_pupil WHERE pupil_id > 5")
+        mis.commit()
+        assert lab.cli("--lang", "cy", "--run-now").returncode == 6
+        assert len(inbox.messages) == 1
+        alert = inbox.messages[0]
+        assert alert["Content-Language"] == "cy"
+        assert alert["Subject"] == "hwb-client: ysgol 6612001 rhediad wedi'i atal gan y gwarchodwr"
+        body = alert.get_content()
+        assert "Ysgol: 6612001 Ysgol Gynradd Llanfair" in body
+        assert "Cyflwr: rhediad wedi'i atal gan y gwarchodwr (am " in body
+        assert (
+            "Rheswm: rhediad wedi'i atal, dim wedi'i anfon: cofnodion dysgwyr gweithredol: diflannodd 35 o 40"
+            in body
+        )
+        assert "Beth i'w wneud: Ataliodd y gwarchodwr diogelwch y rhediad" in body
+        assert "--allow-mass-removal" in body and "nid yw'n cynnwys unrhyw ddata personol" in body
+        assert "nothing was sent" not in body and "vanished" not in body
+    finally:
+        controller.stop()
+    state = lab.cli("history", "--json", "--last", "1").stdout
+    assert "vanished from the MIS without a leaving date" in state  # the stored message stays English

@@ -40,7 +40,7 @@ def test_sigkill_in_the_middle_of_a_push_then_a_new_run_applies_each_change_exac
     assert again.returncode == 0, again.stderr
     applied, unchanged = totals(sandbox_batches(sandbox))
     assert (applied, unchanged) == (114, 0)
-    assert "0 change(s)" in lab.cli("--run-now").stdout
+    assert "0 changes" in lab.cli("--run-now").stdout
 
 
 def test_sigkill_after_the_server_applied_a_batch_but_before_state_advanced_resends_it_byte_identical(

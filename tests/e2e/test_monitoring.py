@@ -91,7 +91,7 @@ def test_status_works_for_a_monitoring_account_that_can_read_neither_keys_nor_st
     assert "WARNING (records held back or refused)" in text.stdout
     assert "from the status file" in text.stdout and "start_date_missing=1" in text.stdout
     nagios = subprocess.run([*as_nobody, *command, "--nagios"], capture_output=True, text=True, env=env)
-    assert nagios.returncode == 1 and nagios.stdout.startswith("HWB WARNING - 1 school(s), 1 need attention")
+    assert nagios.returncode == 1 and nagios.stdout.startswith("HWB WARNING - 1 school, 1 need attention")
     (monitor / "status.json").unlink()
     unknown = subprocess.run([*as_nobody, *command, "--nagios"], capture_output=True, text=True, env=env)
     assert unknown.returncode == 3 and unknown.stdout.startswith("HWB UNKNOWN"), unknown.stdout
@@ -147,7 +147,7 @@ def test_a_0_1_0_state_migrates_in_place_with_nothing_resent_or_removed(make_lab
     acknowledged = db.execute("SELECT count(*) FROM acknowledged").fetchone()[0]
     db.close()
     again = lab.cli("--run-now")
-    assert again.returncode == 0 and "0 change(s) sent in 0 batch(es)" in again.stdout
+    assert again.returncode == 0 and "0 changes sent in 0 batches" in again.stdout
     db = sqlite3.connect(path)
     assert db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     assert db.execute("SELECT count(*) FROM acknowledged").fetchone()[0] == acknowledged

@@ -123,7 +123,7 @@ def test_status_nagios_gives_plugin_exit_codes_and_performance_data(make_lab):
     ok = lab.cli("status", "--nagios")
     assert ok.returncode == 0, ok.stdout
     line = ok.stdout.strip()
-    assert line.startswith("HWB OK - 1 school(s)") and "\n" not in line
+    assert line.startswith("HWB OK - 1 school") and "\n" not in line
     assert "| '6612001_success_age'=0.0h '6612001_held_back'=0;;;0 '6612001_pending_batches'=0;;;0" in line
     mis.execute("DELETE FROM mis_group_member WHERE pupil_id > 5")
     mis.execute("DELETE FROM mis_pupil WHERE pupil_id > 5")

@@ -59,7 +59,7 @@ def test_first_run_creates_every_record_and_a_second_run_without_mis_change_send
     assert ("learner", hashed(lab, 1)) in records
     second = lab.cli("--run-now")
     assert second.returncode == 0
-    assert "0 change(s) sent in 0 batch(es)" in second.stdout
+    assert "0 changes sent in 0 batches" in second.stdout
     assert "batch_acknowledged" not in second.stderr
     assert "run_reported" in second.stderr  # the run report still goes upstream
 

@@ -71,7 +71,7 @@ def test_run_now_on_a_terminal_shows_progress_then_one_summary_and_no_log_lines(
     ]
     for dfes, _name in schools:
         assert re.search(rf"^{dfes}  Ysgol Prawf \d+ +(success|partial) ", table, re.MULTILINE), table
-    assert f"{SCHOOLS} school(s): 1 partial, {SCHOOLS - 1} success" in table
+    assert f"{SCHOOLS} schools: 1 partial, {SCHOOLS - 1} success" in table
     assert "start_date_missing=1" in table  # the school that needs attention, in full after the table
     for event in ("run_started", "batch_acknowledged", "source_read", "run_finished", '"event"'):
         assert event not in screen

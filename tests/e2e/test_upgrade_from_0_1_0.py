@@ -39,15 +39,15 @@ def test_a_0_1_0_state_is_migrated_in_place_and_resends_only_its_pending_batch(t
         # an administrator's first step after upgrading the package: a dry run, which migrates nothing
         dry = lab.cli("--run-now", "--dry-run", "--as-of", "2026-12-01")
         assert dry.returncode in (0, 1), dry.stdout + dry.stderr
-        assert "1 batch(es) from an earlier run are waiting to be resent" in dry.stdout
+        assert "1 batch from an earlier run is waiting to be resent" in dry.stdout
         first = lab.cli("--run-now", "--as-of", "2026-12-01")
         assert first.returncode == 0, first.stdout + first.stderr
-        assert "3 change(s) sent in 1 batch(es) (3 from batches an earlier run left)" in first.stdout
+        assert "3 changes sent in 1 batch (3 from batches an earlier run left)" in first.stdout
         assert "planned: none" in first.stdout
         second = lab.cli("--run-now", "--as-of", "2026-12-02")
-        assert second.returncode == 0 and "0 change(s) sent in 0 batch(es)" in second.stdout
+        assert second.returncode == 0 and "0 changes sent in 0 batches" in second.stdout
         verified = lab.cli("--run-now", "--verify", "--as-of", "2026-12-02")
-        assert verified.returncode == 0 and "0 change(s) sent" in verified.stdout
+        assert verified.returncode == 0 and "0 changes sent" in verified.stdout
         api = lab.api(DFES)
         try:
             records = [dataclasses.asdict(r) for r in api.manifest(DFES).records]

@@ -285,7 +285,7 @@ def test_install_dry_run_remove_and_purge_in_a_minimal_chroot(release: str, deb:
         run_in(root, "runuser -u hwb-client -- test -w /var/log/hwb-client")
         dry = run_in(root, "hwb-client --run-now --dry-run", check=False)
         assert dry.returncode == 0, dry.stdout + dry.stderr
-        assert re.search(r"6612001: SUCCESS - dry run: [1-9][0-9]* change\(s\) would be sent", dry.stdout), dry.stdout
+        assert re.search(r"6612001: SUCCESS - dry run: [1-9][0-9]* changes? would be sent", dry.stdout), dry.stdout
         log_owner = run_in(root, "stat -c %U /var/log/hwb-client/hwb-client.log").stdout.strip()
         assert log_owner == "hwb-client"
         events = [json.loads(line)["event"] for line in

@@ -31,7 +31,7 @@ def _state_files(lab: RLab) -> list:
 def _rebuilt_without_change(lab: RLab, before: dict, batches: int, accounts: int, scenario) -> None:
     rebuilt = lab.run_now()
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
-    assert "0 change(s) sent in 0 batch(es)" in rebuilt.stdout
+    assert "0 changes sent in 0 batches" in rebuilt.stdout
     reconciled = rebuilt.events("state_reconciled")
     assert reconciled and reconciled[0]["records"] == len(before)
     assert lab.manifest() == before  # nothing removed, nothing re-created

@@ -49,15 +49,15 @@ def test_a_0_1_0_report_reads_without_the_newer_keys():
     assert (summary.sent_people, summary.sent_other) == (4, 4)
     assert summary.held_back_people is None and summary.resent_batches is None and summary.holds == []
     text = "\n".join(history.format_run(summary))
-    assert "sent: 4 people, 4 groups/memberships in 1 batch(es)" in text and "client 0.1.0" in text
+    assert "sent: 4 people, 4 groups/memberships in 1 batch" in text and "client 0.1.0" in text
 
 
 def test_a_0_2_0_report_shows_people_and_memberships_apart_with_holds_overrides_and_resent_batches():
     summary = history.summarise("6612001", row(V020))
     text = "\n".join(history.format_run(summary))
-    assert "held back: 1 (1 people, 2 groups/memberships): start_date_missing=1" in text
-    assert "refused by Hwb: 1 people, 0 groups/memberships" in text
-    assert "2 batch(es) resent (9 operation(s))" in text and "as of 2026-12-01)" in text
+    assert "held back: 1 (1 person, 2 groups/memberships): start_date_missing=1" in text
+    assert "refused by Hwb: 1 person, 0 groups/memberships" in text
+    assert "2 batches resent (9 operations)" in text and "as of 2026-12-01)" in text
     assert (
         "hold: removals learner - held" in text
         and "override: removals by --allow-mass-removal (root)" in text
@@ -98,7 +98,7 @@ def test_the_nagios_line_is_one_line_with_performance_data_and_the_worst_school_
     assert status.overall([good, unknown]) == status.UNKNOWN
     assert status.overall([good, unknown, bad]) == status.CRITICAL
     line = status.nagios_line([good, bad], NOW)
-    assert line.startswith("HWB CRITICAL - 2 school(s), 1 need attention: 6613001 last run failed | ")
+    assert line.startswith("HWB CRITICAL - 2 schools, 1 need attention: 6613001 last run failed | ")
     assert "'6612001_success_age'=10.0h '6612001_held_back'=1;;;0" in line and "\n" not in line
 
 
@@ -154,7 +154,7 @@ def test_the_summary_table_lists_every_school_in_order_with_totals():
     assert lines[2].startswith("6612001  A     success") and "1,200" in lines[2] and "1 min 15 s" in lines[2]
     assert lines[3].startswith("6613001  B     partial") and lines[3].split()[4:6] == ["1", "3"]
     assert lines[-1] == (
-        "2 school(s): 1 partial, 1 success; 1,202 change(s), 1 person and 3 class records held back; 1 min 20 s"
+        "2 schools: 1 partial, 1 success; 1,202 changes, 1 person and 3 class records held back; 1 min 20 s"
     )
     assert [r.dfes_number for r in progress.attention(done)] == ["6613001"]
 

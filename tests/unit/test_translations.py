@@ -66,9 +66,11 @@ def test_a_planted_untranslated_message_is_caught(tmp_path: Path) -> None:
 def test_a_planted_dropped_placeholder_is_caught(tmp_path: Path) -> None:
     catalogue = read_catalogue(catalogue_path("hwb_client", "cy"), "cy")
     catalogue.add("school {dfes}: no state yet", "ysgol: dim cyflwr eto")
-    catalogue.add(("{count} learner", "{count} learners"), ("dysgwr",) + ("{count} dysgwr",) * 5)
+    catalogue.add(
+        ("{count} planted learner", "{count} planted learners"), ("dysgwr",) + ("{count} dysgwr",) * 5
+    )
     bad = {(m.msgid, m.form) for m in placeholder_mismatches(catalogue)}
-    assert {("school {dfes}: no state yet", 0), ("{count} learner", 0)} <= bad
+    assert {("school {dfes}: no state yet", 0), ("{count} planted learner", 0)} <= bad
     path = tmp_path / "planted.po"
     with path.open("wb") as handle:  # and it survives a round trip through the file format
         write_po(handle, catalogue)

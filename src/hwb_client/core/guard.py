@@ -28,7 +28,7 @@ import datetime as dt
 import enum
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -130,21 +130,9 @@ def _active(acknowledged: AckIndex) -> dict[Kind, int]:
 
 def _empty_source(snapshot: Snapshot, active: Mapping[Kind, int]) -> list[Hold]:
     if sum(snapshot.rows_read.values()) == 0:
-        message = (
-            "the MIS returned no rows at all: check the connection, the query profile and whether "
-            "end-of-year procedures are under way; if right, run once with --allow-mass-removal"
-        )
-        return [Hold(Rule.EMPTY_SOURCE, None, 0, 0, sum(active.values()), message)]
+        return [Hold(Rule.EMPTY_SOURCE, None, 0, 0, sum(active.values()), _EMPTY_MIS)]
     return [
-        Hold(
-            Rule.EMPTY_SOURCE,
-            kind,
-            0,
-            0,
-            active[kind],
-            f"the {kind.value} query returned no rows, but {active[kind]} {kind.value} accounts are "
-            "active: check the query profile and the MIS; if right, run once with --allow-mass-removal",
-        )
+        Hold(Rule.EMPTY_SOURCE, kind, 0, 0, active[kind], _EMPTY_QUERY[kind].format(active=active[kind]))
         for kind in GUARDED_KINDS
         if snapshot.rows_read[kind] == 0 and active[kind] > 0
     ]
@@ -211,32 +199,90 @@ def _updates(
     return unexpected
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogue (core imports no i18n state): translated where it is shown."""
+    return message
+
+
+def _same(message: str) -> str:
+    return message
+
+
+#: What the guard says when the MIS returned nothing (all of it, or one query of a kind with accounts).
+_EMPTY_MIS: Final = N_(
+    "the MIS returned no rows at all: check the connection, the query profile and whether "
+    "end-of-year procedures are under way; if right, run once with --allow-mass-removal"
+)
+_EMPTY_QUERY: Final[Mapping[Kind, str]] = {
+    Kind.LEARNER: N_(
+        "the learner query returned no rows, but {active} learner accounts are active: check the query "
+        "profile and the MIS; if right, run once with --allow-mass-removal"
+    ),
+    Kind.STAFF: N_(
+        "the staff query returned no rows, but {active} staff accounts are active: check the query "
+        "profile and the MIS; if right, run once with --allow-mass-removal"
+    ),
+}
+#: The records a limit rule counts, as its message names them.
+_RECORDS: Final[Mapping[Kind, str]] = {
+    Kind.LEARNER: N_("learner records"),
+    Kind.STAFF: N_("staff records"),
+    Kind.GROUP: N_("group records"),
+    Kind.MEMBERSHIP: N_("membership records"),
+}
 #: What each limit rule says, with the numbers filled in: the rule, the numbers, the limit and the fix.
 _MESSAGES: Final[Mapping[Rule, str]] = {
-    Rule.MASS_REMOVAL: (
-        "{count} of {active} active {kind} records vanished from the MIS without a leaving date "
+    Rule.MASS_REMOVAL: N_(
+        "{count} of {active} active {records} vanished from the MIS without a leaving date "
         "(limit {limit}): check the MIS and the query profile; if right, run once with {flag}"
     ),
-    Rule.MASS_HOLD_BACK: (
-        "{count} more of {active} active {kind} records fail validation than at the last run (limit "
+    Rule.MASS_HOLD_BACK: N_(
+        "{count} more of {active} active {records} fail validation than at the last run (limit "
         "{limit}): a column of the MIS or the query profile may be broken; check the held-back reasons; "
         "if right, run once with {flag}"
     ),
-    Rule.MASS_UPDATE: (
-        "{count} of {active} active {kind} records would be changed at once (limit {limit}, not counting "
+    Rule.MASS_UPDATE: N_(
+        "{count} of {active} active {records} would be changed at once (limit {limit}, not counting "
         "the summer rollover): check the query profile's mapping and the MIS; if right, run once with {flag}"
     ),
 }
+
+
+def hold_message(
+    rule: Rule,
+    kind: Kind | None,
+    count: int,
+    limit: int,
+    active: int,
+    translate: Callable[[str], str] = _same,
+) -> str:
+    """What a hold says, in English (stored, sent upstream) or through ``translate`` (shown to people)."""
+    if rule is Rule.EMPTY_SOURCE:
+        if kind is None or kind not in _EMPTY_QUERY:
+            return translate(_EMPTY_MIS)
+        return translate(_EMPTY_QUERY[kind]).format(active=active)
+    records = translate(_RECORDS[kind]) if kind is not None else ""
+    return translate(_MESSAGES[rule]).format(
+        count=count, active=active, records=records, limit=limit, flag=OVERRIDE_FLAG[rule]
+    )
+
+
+def hold_report_message(report: Mapping[str, Any], translate: Callable[[str], str] = _same) -> str:
+    """A hold as a run report keeps it (``Hold.to_report``), said again through ``translate``; a report
+    that lacks the numbers (or names an unknown rule or kind) keeps its stored English message."""
+    try:
+        kind = Kind(report["kind"]) if report.get("kind") else None
+        numbers = (int(report["count"]), int(report["limit"]), int(report["active"]))
+        return hold_message(Rule(report["rule"]), kind, *numbers, translate=translate)
+    except (KeyError, ValueError, TypeError):
+        return str(report.get("message", ""))
 
 
 def _over(rule: Rule, kind: Kind, count: int, limit: int, active: int) -> list[Hold]:
     """A hold when ``count`` is over ``limit``, else none."""
     if count <= limit:
         return []
-    message = _MESSAGES[rule].format(
-        count=count, active=active, kind=kind.value, limit=limit, flag=OVERRIDE_FLAG[rule]
-    )
-    return [Hold(rule, kind, count, limit, active, message)]
+    return [Hold(rule, kind, count, limit, active, hold_message(rule, kind, count, limit, active))]
 
 
 def check(

@@ -61,37 +61,51 @@ class Reason(enum.StrEnum):
     REGISTRATION_GROUP_INVALID = "registration_group_invalid"
 
 
-#: What an MIS administrator should do about each reason (shown by `status` and the dry-run plan).
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogue (core imports no i18n state); shown as ``_(ADVICE[reason])``."""
+    return message
+
+
+#: What an MIS administrator should do about each reason (shown by `status` and the dry-run plan), in
+#: English: translated where it is shown, ``_(ADVICE[reason])``.
 ADVICE: Final[Mapping[Reason, str]] = {
-    Reason.UPN_MISSING: "record the learner's permanent UPN in the MIS",
-    Reason.UPN_BAD_FORMAT: "correct the UPN: a check letter then 12 characters",
-    Reason.UPN_BAD_CHECK_LETTER: "the UPN's check letter does not match: correct the UPN in the MIS",
-    Reason.UPN_TEMPORARY: "replace the temporary UPN with the learner's permanent UPN",
-    Reason.UPN_DUPLICATE: "two learners share this UPN: correct the wrong one in the MIS",
-    Reason.LEGAL_FORENAME_MISSING: "enter the learner's or staff member's legal forename",
-    Reason.LEGAL_SURNAME_MISSING: "enter the legal surname",
-    Reason.DATE_OF_BIRTH_MISSING: "enter the learner's date of birth",
-    Reason.DATE_OF_BIRTH_INVALID: "correct the date of birth",
-    Reason.DATE_OF_BIRTH_IN_FUTURE: "the date of birth is in the future: correct it",
-    Reason.YEAR_GROUP_MISSING: "put the learner in a year group",
-    Reason.YEAR_GROUP_INVALID: "use a year group N1, N2, R or 1-14 (or adapt the query profile)",
-    Reason.DATE_INVALID: "correct the start or leaving date",
-    Reason.LEAVING_BEFORE_START: "the leaving date is before the start/admission date: correct one of them",
-    Reason.TEXT_TOO_LONG: "shorten the name (it is longer than Hwb accepts)",
-    Reason.TEXT_CONTROL_CHARACTERS: "remove the invisible control characters from the name",
-    Reason.STAFF_CODE_MISSING: "give the staff member a staff code: without one no Hwb account is created",
-    Reason.STAFF_CODE_INVALID: "use a staff code of up to 16 letters, digits, '.', '_' or '-'",
-    Reason.STAFF_CODE_DUPLICATE: "two staff members share this staff code: make each unique",
-    Reason.START_DATE_MISSING: "enter the staff member's start date: without one no Hwb account is created",
-    Reason.GROUP_ID_MISSING: "the group has no id: check the query profile",
-    Reason.GROUP_ID_INVALID: "the group id is over 64 characters or contains '/' or control characters",
-    Reason.GROUP_ID_DUPLICATE: "two groups share this id: check the query profile",
-    Reason.GROUP_TYPE_INVALID: "group_type must be 'registration' or 'teaching' (adapt the query profile)",
-    Reason.GROUP_UNKNOWN: "the membership names a group that was not read (or was held back)",
-    Reason.MEMBER_KIND_INVALID: "member_kind must be 'learner' or 'staff' (adapt the query profile)",
-    Reason.MEMBER_UNKNOWN: "the membership names a learner or staff member who is not on roll",
-    Reason.MEMBER_HELD_BACK: "the member is held back; fix their record first",
-    Reason.REGISTRATION_GROUP_INVALID: (
+    Reason.UPN_MISSING: N_("record the learner's permanent UPN in the MIS"),
+    Reason.UPN_BAD_FORMAT: N_("correct the UPN: a check letter then 12 characters"),
+    Reason.UPN_BAD_CHECK_LETTER: N_("the UPN's check letter does not match: correct the UPN in the MIS"),
+    Reason.UPN_TEMPORARY: N_("replace the temporary UPN with the learner's permanent UPN"),
+    Reason.UPN_DUPLICATE: N_("two learners share this UPN: correct the wrong one in the MIS"),
+    Reason.LEGAL_FORENAME_MISSING: N_("enter the learner's or staff member's legal forename"),
+    Reason.LEGAL_SURNAME_MISSING: N_("enter the legal surname"),
+    Reason.DATE_OF_BIRTH_MISSING: N_("enter the learner's date of birth"),
+    Reason.DATE_OF_BIRTH_INVALID: N_("correct the date of birth"),
+    Reason.DATE_OF_BIRTH_IN_FUTURE: N_("the date of birth is in the future: correct it"),
+    Reason.YEAR_GROUP_MISSING: N_("put the learner in a year group"),
+    Reason.YEAR_GROUP_INVALID: N_("use a year group N1, N2, R or 1-14 (or adapt the query profile)"),
+    Reason.DATE_INVALID: N_("correct the start or leaving date"),
+    Reason.LEAVING_BEFORE_START: N_(
+        "the leaving date is before the start/admission date: correct one of them"
+    ),
+    Reason.TEXT_TOO_LONG: N_("shorten the name (it is longer than Hwb accepts)"),
+    Reason.TEXT_CONTROL_CHARACTERS: N_("remove the invisible control characters from the name"),
+    Reason.STAFF_CODE_MISSING: N_(
+        "give the staff member a staff code: without one no Hwb account is created"
+    ),
+    Reason.STAFF_CODE_INVALID: N_("use a staff code of up to 16 letters, digits, '.', '_' or '-'"),
+    Reason.STAFF_CODE_DUPLICATE: N_("two staff members share this staff code: make each unique"),
+    Reason.START_DATE_MISSING: N_(
+        "enter the staff member's start date: without one no Hwb account is created"
+    ),
+    Reason.GROUP_ID_MISSING: N_("the group has no id: check the query profile"),
+    Reason.GROUP_ID_INVALID: N_("the group id is over 64 characters or contains '/' or control characters"),
+    Reason.GROUP_ID_DUPLICATE: N_("two groups share this id: check the query profile"),
+    Reason.GROUP_TYPE_INVALID: N_(
+        "group_type must be 'registration' or 'teaching' (adapt the query profile)"
+    ),
+    Reason.GROUP_UNKNOWN: N_("the membership names a group that was not read (or was held back)"),
+    Reason.MEMBER_KIND_INVALID: N_("member_kind must be 'learner' or 'staff' (adapt the query profile)"),
+    Reason.MEMBER_UNKNOWN: N_("the membership names a learner or staff member who is not on roll"),
+    Reason.MEMBER_HELD_BACK: N_("the member is held back; fix their record first"),
+    Reason.REGISTRATION_GROUP_INVALID: N_(
         "the learner's registration group is over 40 characters or has control characters: "
         "correct the registration group in the MIS (or adapt the query profile)"
     ),

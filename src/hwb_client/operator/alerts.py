@@ -21,9 +21,12 @@ from typing import Any
 
 import structlog
 
+from hwb_client import i18n
+from hwb_client.i18n import N_, _
 from hwb_client.logs import redact
 from hwb_client.operator.status import school_status
 from hwb_client.platform.files import atomic_write
+from hwb_client.run_result import report_message
 from hwb_client.settings import AlertSettings, SchoolSettings, Settings
 
 log = structlog.get_logger("hwb_client.alerts")
@@ -31,37 +34,45 @@ _LOCK = threading.Lock()
 _ADDRESS = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+", re.IGNORECASE)
 
 FIX = {
-    "failed": "Check the reason above, fix the MIS connection or the national API access, then run "
-    "'hwb-client --run-now --school {dfes}' on the server. What was not acknowledged is resent.",
-    "blocked": "The safety guard held the run: nothing was sent. Check in the MIS that the records really "
-    "left (end-of-year procedures finished?), then run 'hwb-client --run-now --school {dfes} "
-    "--allow-mass-removal' once.",
-    "overdue": "The client has not run successfully as the schedule requires. Check that the service is "
-    "running ('systemctl status hwb-client') and 'hwb-client status --school {dfes}'.",
-    "ok": "Nothing to do: the school's runs succeed again.",
+    "failed": N_(
+        "Check the reason above, fix the MIS connection or the national API access, then run "
+        "'hwb-client --run-now --school {dfes}' on the server. What was not acknowledged is resent."
+    ),
+    "blocked": N_(
+        "The safety guard held the run: nothing was sent. Check in the MIS that the records really "
+        "left (end-of-year procedures finished?), then run 'hwb-client --run-now --school {dfes} "
+        "--allow-mass-removal' once."
+    ),
+    "overdue": N_(
+        "The client has not run successfully as the schedule requires. Check that the service is "
+        "running ('systemctl status hwb-client') and 'hwb-client status --school {dfes}'."
+    ),
+    "ok": N_("Nothing to do: the school's runs succeed again."),
 }
 TITLE = {
-    "failed": "run failed",
-    "blocked": "run held by the safety guard",
-    "overdue": "overdue",
-    "ok": "back to normal",
+    "failed": N_("run failed"),
+    "blocked": N_("run held by the safety guard"),
+    "overdue": N_("overdue"),
+    "ok": N_("back to normal"),
 }
 
 
 def alert_state(entry: dict[str, Any]) -> tuple[str, str]:
-    """The state an alert is about (``ok``, ``failed``, ``blocked``, ``overdue``) and its reason."""
+    """The state an alert is about (``ok``, ``failed``, ``blocked``, ``overdue``) and its reason, in the
+    language of the process (a run's message is said again from its report's fields)."""
     last = entry.get("last_run") or {}
     if last.get("outcome") in {"failed", "blocked"}:
-        return str(last["outcome"]), str(last.get("message") or "")
+        reason = report_message(str(entry.get("dfes_number") or ""), last) if last.get("message") else ""
+        return str(last["outcome"]), reason
     if (entry.get("schedule") or {}).get("overdue") and entry.get("last_run") is not None:
-        when = entry.get("last_success_at") or "never"
-        return "overdue", f"the last successful run was {when}"
+        when = entry.get("last_success_at") or _("never")
+        return "overdue", _("the last successful run was {when}").format(when=when)
     return "ok", ""
 
 
 def _clean(text: str) -> str:
     scrubbed = str(redact(None, "", {"reason": text})["reason"])
-    return _ADDRESS.sub("[address removed]", scrubbed)[:1000]
+    return _ADDRESS.sub(_("[address removed]"), scrubbed)[:1000]
 
 
 def compose(
@@ -70,17 +81,19 @@ def compose(
     message = EmailMessage()
     message["From"] = alerts.mail_from
     message["To"] = ", ".join(alerts.mail_to)
-    message["Subject"] = f"hwb-client: school {school.dfes_number} {TITLE[state]}"
+    title = _(TITLE[state])
+    message["Subject"] = _("hwb-client: school {dfes} {title}").format(dfes=school.dfes_number, title=title)
     message["Date"] = now.strftime("%a, %d %b %Y %H:%M:%S +0000")
     lines = [
-        f"School: {school.dfes_number} {school.name}".rstrip(),
-        f"State: {TITLE[state]} (at {now.isoformat(timespec='minutes')})",
+        _("School: {dfes} {name}").format(dfes=school.dfes_number, name=school.name).rstrip(),
+        _("State: {title} (at {when})").format(title=title, when=now.isoformat(timespec="minutes")),
     ]
     if reason:
-        lines.append(f"Reason: {_clean(reason)}")
-    lines += ["", "What to do: " + FIX[state].format(dfes=school.dfes_number), ""]
-    lines.append("This message is sent once when the state changes; it holds no personal data.")
+        lines.append(_("Reason: {reason}").format(reason=_clean(reason)))
+    lines += ["", _("What to do: {fix}").format(fix=_(FIX[state]).format(dfes=school.dfes_number)), ""]
+    lines.append(_("This message is sent once when the state changes; it holds no personal data."))
     message.set_content("\n".join(lines) + "\n")
+    message["Content-Language"] = i18n.language()  # after set_content, which clears Content-* headers
     return message
 
 

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hwb_client.adapters.state import RunRow, StateStore
+from hwb_client.core.guard import hold_report_message
 from hwb_client.errors import StateError
+from hwb_client.i18n import N_, _, ngettext
+from hwb_client.run_result import outcome_text, report_message
 from hwb_client.settings import SchoolSettings, Settings
 
 PEOPLE = ("learner", "staff")
@@ -55,9 +58,13 @@ class RunSummary:
     as_of: str | None = None
     holds: list[dict[str, Any]] = field(default_factory=list)
     overrides: list[dict[str, Any]] = field(default_factory=list)
+    #: ``message`` in the language of the process (said again from the report's fields); not in JSON
+    message_text: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["message_text"]
+        return data
 
 
 def summarise(dfes_number: str, row: RunRow) -> RunSummary:
@@ -87,6 +94,7 @@ def summarise(dfes_number: str, row: RunRow) -> RunSummary:
         holds=list(report.get("holds") or []),
         overrides=list(report.get("overrides") or []),
     )
+    summary.message_text = report_message(dfes_number, report) if report.get("message") else summary.message
     if isinstance(by_kind, Mapping):
         summary.held_back_people = _total(by_kind, PEOPLE)
         summary.held_back_other = _total(by_kind, _others(by_kind))
@@ -99,8 +107,13 @@ def school_history(settings: Settings, school: SchoolSettings, last: int | None 
         store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
     except OSError as exc:
         raise StateError(
-            f"school {school.dfes_number}: cannot read its state in {settings.client.state_dir} "
-            f"({exc.strerror}); run history as the service user (or root)"
+            N_(
+                "school {dfes}: cannot read its state in {state_dir} ({reason}); run history as the "
+                "service user (or root)"
+            ),
+            dfes=school.dfes_number,
+            state_dir=settings.client.state_dir,
+            reason=exc.strerror,
         ) from None
     try:
         rows = store.runs(last)
@@ -110,20 +123,42 @@ def school_history(settings: Settings, school: SchoolSettings, last: int | None 
 
 
 def _counts(people: int, other: int) -> str:
-    return f"{people} people, {other} groups/memberships"
+    return _("{people}, {other}").format(
+        people=ngettext("{count} person", "{count} people", people).format(count=people),
+        other=ngettext("{count} group/membership", "{count} groups/memberships", other).format(count=other),
+    )
+
+
+def _head(run: RunSummary) -> str:
+    return _("{dfes} {started} -> {finished} {outcome} (client {version}, run {run_id}{as_of})").format(
+        dfes=run.dfes_number,
+        started=run.started_at,
+        finished=run.finished_at or _("(not finished)"),
+        outcome=outcome_text(run.outcome).upper(),
+        version=run.client_version or _("unknown"),
+        run_id=run.run_id,
+        as_of=", " + _("as of {date}").format(date=run.as_of) if run.as_of else "",
+    )
+
+
+def _sent(run: RunSummary) -> str:
+    text = _("sent: {counts} in {batches}").format(
+        counts=_counts(run.sent_people, run.sent_other),
+        batches=ngettext("{count} batch", "{count} batches", run.batches).format(count=run.batches),
+    )
+    if run.resent_batches:
+        text += "; " + ngettext("{count} batch resent", "{count} batches resent", run.resent_batches).format(
+            count=run.resent_batches
+        )
+        if run.resent_operations:
+            text += " " + ngettext(
+                "({count} operation)", "({count} operations)", run.resent_operations
+            ).format(count=run.resent_operations)
+    return text
 
 
 def format_run(run: RunSummary) -> list[str]:
-    lines = [
-        f"{run.dfes_number} {run.started_at} -> {run.finished_at or '(not finished)'} "
-        f"{run.outcome.upper()} (client {run.client_version or 'unknown'}, run {run.run_id}"
-        + (f", as of {run.as_of})" if run.as_of else ")"),
-        f"  sent: {_counts(run.sent_people, run.sent_other)} in {run.batches} batch(es)"
-        + (f"; {run.resent_batches} batch(es) resent" if run.resent_batches else "")
-        + (
-            f" ({run.resent_operations} operation(s))" if run.resent_batches and run.resent_operations else ""
-        ),
-    ]
+    lines = [_head(run), "  " + _sent(run)]
     held_total = sum(run.held_back.values())
     if held_total:
         split = (
@@ -132,23 +167,35 @@ def format_run(run: RunSummary) -> list[str]:
             else ""
         )
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(run.held_back.items()))
-        lines.append(f"  held back: {held_total}{split}: {reasons}")
-    if run.refused_people or run.refused_other:
-        lines.append(f"  refused by Hwb: {_counts(run.refused_people, run.refused_other)}")
-    for hold in run.holds:
         lines.append(
-            f"  hold: {hold.get('rule')} {hold.get('kind', '')} - {hold.get('message', '')}".rstrip()
+            "  "
+            + _("held back: {total}{split}: {reasons}").format(total=held_total, split=split, reasons=reasons)
         )
+    if run.refused_people or run.refused_other:
+        lines.append(
+            "  "
+            + _("refused by Hwb: {records}").format(records=_counts(run.refused_people, run.refused_other))
+        )
+    for hold in run.holds:
+        text = _("hold: {rule} {kind} - {message}").format(
+            rule=hold.get("rule"), kind=hold.get("kind", ""), message=hold_report_message(hold, _)
+        )
+        lines.append(f"  {text}".rstrip())
     for override in run.overrides:
-        lines.append(f"  override: {override.get('rule')} by {override.get('flag')} ({override.get('user')})")
+        lines.append(
+            "  "
+            + _("override: {rule} by {flag} ({user})").format(
+                rule=override.get("rule"), flag=override.get("flag"), user=override.get("user")
+            )
+        )
     if run.message:
-        lines.append(f"  {run.message}")
+        lines.append(f"  {run.message_text or run.message}")
     return lines
 
 
 def format_history(runs: list[RunSummary]) -> str:
     if not runs:
-        return "no runs recorded\n"
+        return _("no runs recorded") + "\n"
     return "".join(line + "\n" for run in runs for line in format_run(run))
 
 

@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from hwb_client.i18n import N_, _, ngettext
+from hwb_client.run_result import outcome_text
+
 CLEAR_LINE = "\r\x1b[K"
 
 
@@ -64,12 +67,22 @@ class Progress:
         elapsed = self.clock() - self.started_at
         if done:
             per_school = sum(f.seconds for f in self.done) / done
-            left = f"about {duration(per_school * (self.total - done) / self.workers)} left"
+            left = _("about {duration} left").format(
+                duration=duration(per_school * (self.total - done) / self.workers)
+            )
         else:
-            left = "estimating time left"
-        return (
-            f"schools {done}/{self.total} done, {self.running} running | records read {read:,} | "
-            f"changes sent {sent:,} | {duration(elapsed)} elapsed, {left}"
+            left = _("estimating time left")
+        return _(
+            "schools {done}/{total} done, {running} running | records read {read} | changes sent {sent} | "
+            "{elapsed} elapsed, {left}"
+        ).format(
+            done=done,
+            total=self.total,
+            running=self.running,
+            read=f"{read:,}",
+            sent=f"{sent:,}",
+            elapsed=duration(elapsed),
+            left=left,
         )
 
     def _draw(self) -> None:
@@ -107,7 +120,7 @@ class Progress:
 
 
 def _people(count: int) -> str:
-    return f"{count:,} {'person' if count == 1 else 'people'}"
+    return ngettext("{count} person", "{count} people", count).format(count=f"{count:,}")
 
 
 def _people_held(result: Any) -> int:
@@ -118,12 +131,24 @@ def _people_held(result: Any) -> int:
 
 def summary_table(finished: Sequence[Finished], elapsed: float) -> str:
     """One row per school (in DfES order), then the totals."""
-    header = ("school", "name", "outcome", "changes", "people held", "classes held", "refused", "time")
+    header = tuple(
+        _(title)
+        for title in (
+            N_("school"),
+            N_("name"),
+            N_("outcome"),
+            N_("changes"),
+            N_("people held"),
+            N_("classes held"),
+            N_("refused"),
+            N_("time"),
+        )
+    )
     rows = [
         (
             f.result.dfes_number,
             f.name[:32],
-            f.result.outcome,
+            outcome_text(f.result.outcome),
             f"{changes_sent(f.result):,}",
             f"{_people_held(f.result):,}",
             f"{sum(f.result.held_back.values()) - _people_held(f.result):,}",
@@ -141,17 +166,25 @@ def summary_table(finished: Sequence[Finished], elapsed: float) -> str:
         ]
         return "  ".join(cells).rstrip()
 
-    outcomes = Counter(f.result.outcome for f in finished)
-    totals = (
-        f"{len(finished)} school(s): "
-        + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
-        + f"; {sum(changes_sent(f.result) for f in finished):,} change(s), "
-        f"{_people(sum(_people_held(f.result) for f in finished))} and "
-        f"{sum(sum(f.result.held_back.values()) - _people_held(f.result) for f in finished):,} class "
-        f"records held back; {duration(elapsed)}"
-    )
+    totals = _totals(finished, elapsed)
     lines = [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows), "", totals]
     return "\n".join(lines) + "\n"
+
+
+def _totals(finished: Sequence[Finished], elapsed: float) -> str:
+    outcomes = Counter(f.result.outcome for f in finished)
+    changes = sum(changes_sent(f.result) for f in finished)
+    classes = sum(sum(f.result.held_back.values()) - _people_held(f.result) for f in finished)
+    return _("{schools}: {outcomes}; {changes}, {people} and {classes} held back; {elapsed}").format(
+        schools=ngettext("{count} school", "{count} schools", len(finished)).format(count=len(finished)),
+        outcomes=", ".join(f"{n} {outcome_text(outcome)}" for outcome, n in sorted(outcomes.items())),
+        changes=ngettext("{count} change", "{count} changes", changes).format(count=f"{changes:,}"),
+        people=_people(sum(_people_held(f.result) for f in finished)),
+        classes=ngettext("{count} class record", "{count} class records", classes).format(
+            count=f"{classes:,}"
+        ),
+        elapsed=duration(elapsed),
+    )
 
 
 def attention(finished: Sequence[Finished]) -> list[Any]:

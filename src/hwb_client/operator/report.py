@@ -17,12 +17,13 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from hwb_client import __version__
+from hwb_client import __version__, i18n
 from hwb_client.adapters.state import StateStore
 from hwb_client.core.validate import ADVICE, Reason
 from hwb_client.operator.history import summarise
 from hwb_client.operator.school_read import HeldBackRow, read_school
 from hwb_client.platform.files import atomic_write
+from hwb_client.run_result import outcome_text
 from hwb_client.settings import SchoolSettings, Settings
 
 PEOPLE_AND_GROUPS = ("learner", "staff", "group")
@@ -31,11 +32,12 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def when(value: str | None) -> str:
-    """An ISO 8601 time as people read it: ``2026-12-01 19:29 UTC``."""
+    """An ISO 8601 time as people read it: ``2026-12-01 19:29 UTC`` (in Welsh ``1 Rhagfyr 2026 19:29
+    UTC``: the date through ``i18n.format_date``)."""
     if not value:
         return ""
     moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
+    return f"{i18n.format_date(moment.date())} {moment:%H:%M} UTC"
 
 
 def _environment() -> Environment:
@@ -44,9 +46,34 @@ def _environment() -> Environment:
         autoescape=select_autoescape(["html", "j2"], default=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    environment.install_gettext_callables(i18n._, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     environment.filters["when"] = when
+    environment.filters["outcome"] = outcome_text
+    environment.filters["kind"] = kind_text
+    environment.filters["op"] = op_text
+    environment.globals["lang"] = i18n.language
     return environment
+
+
+#: The kinds of record as the report's tables name them (the reason codes stay as they are).
+KINDS = {
+    "learner": i18n.N_("learner"),
+    "staff": i18n.N_("staff"),
+    "group": i18n.N_("group"),
+    "membership": i18n.N_("membership"),
+}
+#: The changes as the report's table names them.
+OPS = {"upsert": i18n.N_("upsert"), "leave": i18n.N_("leave"), "remove": i18n.N_("remove")}
+
+
+def kind_text(kind: str) -> str:
+    return i18n._(KINDS[kind]) if kind in KINDS else kind
+
+
+def op_text(op: str) -> str:
+    return i18n._(OPS[op]) if op in OPS else op
 
 
 def report_context(settings: Settings, school: SchoolSettings, now: dt.datetime) -> dict[str, Any]:
@@ -67,7 +94,7 @@ def report_context(settings: Settings, school: SchoolSettings, now: dt.datetime)
         "changes": {kind: dict(sorted(ops.items())) for kind, ops in sorted(changes.items())},
         "held": [h for h in held if h.kind in PEOPLE_AND_GROUPS],
         "memberships": [
-            {"reason": reason, "count": count, "fix": ADVICE[Reason(reason)]}
+            {"reason": reason, "count": count, "fix": i18n._(ADVICE[Reason(reason)])}
             for reason, count in sorted(memberships.items())
         ],
         "rows_read": {kind.value: len(rows) for kind, rows in read.rows.items()},
@@ -85,7 +112,8 @@ def _cell(value: object) -> str:
 
 def render_csv(held: list[HeldBackRow]) -> str:
     buffer = io.StringIO()
-    buffer.write("# This file names people: for the school's MIS administrator only; never send it on.\r\n")
+    notice = i18n._("This file names people: for the school's MIS administrator only; never send it on.")
+    buffer.write(f"# {notice}\r\n")
     writer = csv.writer(buffer)
     writer.writerow(CSV_FIELDS)
     for h in held:

@@ -18,6 +18,7 @@ from hwb_client.core.model import Kind
 from hwb_client.core.pseudonymise import UpnHasher
 from hwb_client.core.snapshot import Snapshot, SourceRows, build_snapshot
 from hwb_client.core.validate import ADVICE, HeldBack
+from hwb_client.i18n import _
 from hwb_client.settings import SchoolSettings, Settings
 
 
@@ -57,7 +58,7 @@ class SchoolRead:
                     held.mis_id,
                     person_name(row) or describe_membership(row),
                     held.reason.value,
-                    ADVICE[held.reason],
+                    _(ADVICE[held.reason]),
                 )
             )
         return out
@@ -68,8 +69,10 @@ def person_name(row: Mapping[str, object]) -> str:
 
 
 def describe_membership(row: Mapping[str, object]) -> str:
-    member = row.get("staff_code") or ("a learner" if row.get("member_kind") == "learner" else "?")
-    return f"{member} in {row.get('group_id') or '?'}" if row.get("group_id") is not None else ""
+    member = row.get("staff_code") or (_("a learner") if row.get("member_kind") == "learner" else "?")
+    if row.get("group_id") is None:
+        return ""
+    return _("{member} in {group}").format(member=member, group=row.get("group_id") or "?")
 
 
 def read_school(settings: Settings, school: SchoolSettings, today: dt.date) -> SchoolRead:

@@ -17,10 +17,19 @@ from typing import Any
 
 from hwb_client.adapters.state import StateStore
 from hwb_client.errors import HwbClientError
+from hwb_client.i18n import N_, _, ngettext
+from hwb_client.run_result import outcome_text, report_message
 from hwb_client.settings import SchoolSettings, Settings
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+#: The levels as the text output shows them (the Nagios line and the JSON keep ``LABELS``).
+SEVERITY_TEXT = {
+    "OK": N_("OK"),
+    "WARNING": N_("WARNING"),
+    "CRITICAL": N_("CRITICAL"),
+    "UNKNOWN": N_("UNKNOWN"),
+}
 
 
 def status_file_path(settings: Settings) -> Path:
@@ -41,23 +50,26 @@ def _schedule(settings: Settings, last_success: str | None, now: dt.datetime) ->
 
 
 def severity(entry: dict[str, Any]) -> tuple[int, str]:
-    """How bad a school's status is, and why, in a few words."""
+    """How bad a school's status is, and why, in a few English words (the JSON's ``reason``; the text
+    and the Nagios line show them translated, ``_(reason)``)."""
     last = entry.get("last_run")
     schedule = entry.get("schedule") or {}
     if entry.get("unreadable"):
         return UNKNOWN, entry["unreadable"]
     if last is None:
-        return CRITICAL, "never run"
+        return CRITICAL, N_("never run")
     outcome = last.get("outcome")
-    if outcome in {"failed", "blocked"}:
-        return CRITICAL, f"last run {outcome}"
+    if outcome == "failed":
+        return CRITICAL, N_("last run failed")
+    if outcome == "blocked":
+        return CRITICAL, N_("last run blocked")
     if schedule.get("overdue"):
-        return CRITICAL, "overdue"
+        return CRITICAL, N_("overdue")
     if outcome == "partial":
-        return WARNING, "records held back or refused"
+        return WARNING, N_("records held back or refused")
     if entry.get("pending_batches"):
-        return WARNING, "batches waiting to be resent"
-    return OK, "ok"
+        return WARNING, N_("batches waiting to be resent")
+    return OK, N_("ok")
 
 
 def _from_state(settings: Settings, school: SchoolSettings, now: dt.datetime) -> dict[str, Any]:
@@ -126,9 +138,12 @@ def nagios_line(entries: list[dict[str, Any]], now: dt.datetime) -> str:
     level = overall(entries)
     bad = [e for e in entries if e["exit_code"] != OK]
     text = (
-        f"HWB {LABELS[level]} - {len(entries)} school(s), {len(bad)} need attention"
-        + (": " + "; ".join(f"{e['dfes_number']} {e['reason']}" for e in bad[:5]) if bad else "")
-        + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        f"HWB {LABELS[level]} - "
+        + ngettext(
+            "{count} school, {bad} need attention", "{count} schools, {bad} need attention", len(entries)
+        ).format(count=len(entries), bad=len(bad))
+        + (": " + "; ".join(f"{e['dfes_number']} {_(e['reason'])}" for e in bad[:5]) if bad else "")
+        + (" " + _("and {count} more").format(count=len(bad) - 5) if len(bad) > 5 else "")
     )
     perf: list[str] = []
     for entry in entries:
@@ -142,29 +157,44 @@ def nagios_line(entries: list[dict[str, Any]], now: dt.datetime) -> str:
     return text + " | " + " ".join(perf)
 
 
+def _last_run_lines(entry: dict[str, Any]) -> list[str]:
+    last = entry["last_run"]
+    if last is None:
+        return ["  " + _("last run: never")]
+    lines = [
+        "  "
+        + _("last run: {finished} {outcome} - {message}").format(
+            finished=last.get("finished_at"),
+            outcome=outcome_text(str(last.get("outcome"))),
+            message=report_message(entry["dfes_number"], last) if last.get("message") else "",
+        )
+    ]
+    if last.get("held_back"):
+        reasons = ", ".join(f"{r}={n}" for r, n in sorted(last["held_back"].items()))
+        lines.append("  " + _("held back: {records}").format(records=reasons))
+    return lines
+
+
 def format_text(entries: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     for entry in entries:
-        last = entry["last_run"]
-        lines.append(f"{entry['dfes_number']} {entry['name']}: {entry['severity']} ({entry['reason']})")
+        severity_text = _(SEVERITY_TEXT.get(entry["severity"], entry["severity"]))
+        lines.append(f"{entry['dfes_number']} {entry['name']}: {severity_text} ({_(entry['reason'])})")
         if entry.get("source") == "status_file":
-            lines.append("  (from the status file: the state is not readable by this user)")
-        if last is None:
-            lines.append("  last run: never")
-        else:
-            lines.append(
-                f"  last run: {last.get('finished_at')} {last.get('outcome')} - {last.get('message', '')}"
-            )
-            if last.get("held_back"):
-                reasons = ", ".join(f"{r}={n}" for r, n in sorted(last["held_back"].items()))
-                lines.append(f"  held back: {reasons}")
-        lines.append(f"  last success: {entry['last_success_at'] or 'never'}")
+            lines.append("  " + _("(from the status file: the state is not readable by this user)"))
+        lines += _last_run_lines(entry)
+        lines.append("  " + _("last success: {when}").format(when=entry["last_success_at"] or _("never")))
         if entry["pending_batches"]:
-            lines.append(f"  batches waiting to be resent: {entry['pending_batches']}")
+            lines.append(
+                "  " + _("batches waiting to be resent: {count}").format(count=entry["pending_batches"])
+            )
         schedule = entry.get("schedule") or {}
         if "next_run" in schedule:
             lines.append(
-                f"  next run: {schedule['next_run']} ({schedule.get('next_rule', '')})"
-                + (" - OVERDUE" if schedule.get("overdue") else "")
+                "  "
+                + _("next run: {when} ({rule})").format(
+                    when=schedule["next_run"], rule=schedule.get("next_rule", "")
+                )
+                + (" - " + _("OVERDUE") if schedule.get("overdue") else "")
             )
     return "".join(line + "\n" for line in lines)

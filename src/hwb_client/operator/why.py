@@ -25,19 +25,28 @@ from hwb_client.core import upn as upn_mod
 from hwb_client.core import validate as v
 from hwb_client.core.model import Kind
 from hwb_client.errors import HwbClientError
+from hwb_client.i18n import N_, _, ngettext
 from hwb_client.operator.school_read import SchoolRead, as_text, person_name, read_school
 from hwb_client.settings import SchoolSettings, Settings
 
 #: What a school can do about each national refusal reason.
 REFUSAL_ADVICE: Mapping[str, str] = {
-    "not_found": "the national side has no such record to change (it was removed there): the next run "
-    "sends it again as new if it is on roll; if it persists, ask Hwb support",
-    "staff_start_date_missing": "enter the staff member's start date in the MIS",
-    "staff_code_missing": "give the staff member a staff code in the MIS",
-    "unknown_member": "the member's own record was not accepted: fix that record first",
-    "unknown_group": "the class was not accepted: check the class in the MIS",
-    "upn_key_unknown": "the national hashing key is not the current one: install the key Hwb issued",
-    "key_mismatch": "a client bug: report it with the run id",
+    "not_found": N_(
+        "the national side has no such record to change (it was removed there): the next run "
+        "sends it again as new if it is on roll; if it persists, ask Hwb support"
+    ),
+    "staff_start_date_missing": N_("enter the staff member's start date in the MIS"),
+    "staff_code_missing": N_("give the staff member a staff code in the MIS"),
+    "unknown_member": N_("the member's own record was not accepted: fix that record first"),
+    "unknown_group": N_("the class was not accepted: check the class in the MIS"),
+    "upn_key_unknown": N_("the national hashing key is not the current one: install the key Hwb issued"),
+    "key_mismatch": N_("a client bug: report it with the run id"),
+}
+#: Each kind of record as the answer names it.
+KINDS: Mapping[str, str] = {
+    "learner": N_("learner"),
+    "staff": N_("staff"),
+    "person": N_("person"),
 }
 
 
@@ -50,12 +59,12 @@ class Query:
 
     def describe(self) -> str:
         if self.upn is not None:
-            return "the UPN you typed (hashed here; not shown, logged or sent)"
+            return _("the UPN you typed (hashed here; not shown, logged or sent)")
         if self.staff_code is not None:
-            return f"staff code {self.staff_code}"
+            return _("staff code {code}").format(code=self.staff_code)
         if self.mis_id is not None:
-            return f"MIS id {self.mis_id}"
-        return f"name containing {self.name!r}"
+            return _("MIS id {mis_id}").format(mis_id=self.mis_id)
+        return _("name containing {name}").format(name=repr(self.name))
 
 
 @dataclass
@@ -121,7 +130,7 @@ def _findings(read: SchoolRead, query: Query) -> list[Finding]:
                     as_text(row.get("staff_code")) or None if kind is Kind.STAFF else None,
                     _key(read, kind, row),
                     held.reason.value if held else None,
-                    v.ADVICE[held.reason] if held else None,
+                    _(v.ADVICE[held.reason]) if held else None,
                 )
             )
     return found[:20]
@@ -206,7 +215,7 @@ def _not_in_mis(read: SchoolRead, query: Query, answer: Answer) -> Finding:
         try:
             return Finding("learner", key=read.hasher(v.parse_upn(query.upn)))
         except v.Invalid as exc:
-            answer.upn_problem = f"{exc.reason.value}: {v.ADVICE[exc.reason]}"
+            answer.upn_problem = f"{exc.reason.value}: {_(v.ADVICE[exc.reason])}"
             return Finding("learner")
     if query.staff_code is not None:
         return Finding("staff", staff_code=query.staff_code, key=query.staff_code.strip())
@@ -220,71 +229,111 @@ def _sent_lines(finding: Finding) -> list[str]:
     lines: list[str] = []
     last = finding.local.get("last_answer")
     if last:
-        when = f"in run {last['run_id']} (started {last.get('run_started_at') or '?'}), answered {last['at']}"
+        when = _("in run {run_id} (started {started}), answered {answered}").format(
+            run_id=last["run_id"], started=last.get("run_started_at") or "?", answered=last["at"]
+        )
         if last["status"] == "refused":
             reason = last.get("reason") or "unknown"
-            lines.append(f"  sent: {last['op']} {when}: REFUSED by Hwb: {reason}")
-            lines.append(f"  what to do: {REFUSAL_ADVICE.get(reason, 'ask Hwb support, quoting the run id')}")
+            lines.append(
+                "  "
+                + _("sent: {op} {when}: REFUSED by Hwb: {reason}").format(
+                    op=last["op"], when=when, reason=reason
+                )
+            )
+            advice = REFUSAL_ADVICE.get(reason, N_("ask Hwb support, quoting the run id"))
+            lines.append("  " + _("what to do: {advice}").format(advice=_(advice)))
         else:
-            lines.append(f"  sent: {last['op']} {when}: {last['status']} (acknowledged)")
+            lines.append(
+                "  "
+                + _("sent: {op} {when}: {status} (acknowledged)").format(
+                    op=last["op"], when=when, status=last["status"]
+                )
+            )
     ack = finding.local.get("acknowledged")
     if ack:
-        lines.append(f"  local state: acknowledged as {ack['status']} (last change {ack['at']})")
+        lines.append(
+            "  "
+            + _("local state: acknowledged as {status} (last change {when})").format(
+                status=ack["status"], when=ack["at"]
+            )
+        )
     elif not last and not finding.held_reason:
-        lines.append("  local state: never acknowledged by Hwb")
+        lines.append("  " + _("local state: never acknowledged by Hwb"))
     box = finding.local.get("outbox")
     if box:
+        attempts = ngettext("{count} attempt", "{count} attempts", int(box["attempts"])).format(
+            count=box["attempts"]
+        )
         lines.append(
-            f"  waiting in the outbox: {box['op']} in batch {box['batch_id']} since {box['since']} "
-            f"({box['attempts']} attempt(s)); it is resent on the next run"
+            "  "
+            + _(
+                "waiting in the outbox: {op} in batch {batch_id} since {since} ({attempts}); it is resent "
+                "on the next run"
+            ).format(op=box["op"], batch_id=box["batch_id"], since=box["since"], attempts=attempts)
         )
     return lines
 
 
 def _national_lines(finding: Finding) -> list[str]:
     if finding.national_error:
-        return [f"  national side: could not ask ({finding.national_error})"]
+        return ["  " + _("national side: could not ask ({error})").format(error=finding.national_error)]
     record = finding.national
     if record is None:
-        return [] if not finding.key else ["  national side: no answer for this record"]
+        return [] if not finding.key else ["  " + _("national side: no answer for this record")]
     lines: list[str] = []
     status = record.get("status_at_school")
     if status is None:
-        lines.append("  national side: no record of this person at this school")
+        lines.append("  " + _("national side: no record of this person at this school"))
     else:
         account = record.get("account_active")
-        state = "active" if account else "inactive" if account is False else "unknown"
+        state = _("active") if account else _("inactive") if account is False else _("unknown")
         lines.append(
-            f"  national side: {status} at this school since {record.get('updated_at')}; "
-            f"account {record.get('account_id') or '-'} {state}"
+            "  "
+            + _("national side: {status} at this school since {since}; account {account} {state}").format(
+                status=status,
+                since=record.get("updated_at"),
+                account=record.get("account_id") or "-",
+                state=state,
+            )
         )
     if record.get("on_roll_elsewhere"):
         lines.append(
-            "  national side: this learner is still ON ROLL AT ANOTHER SCHOOL (not named). Usually the old "
-            "school has not recorded a leaving date, or its client has not run since: ask it to, then run "
-            "this school again"
+            "  "
+            + _(
+                "national side: this learner is still ON ROLL AT ANOTHER SCHOOL (not named). Usually the old "
+                "school has not recorded a leaving date, or its client has not run since: ask it to, then run "
+                "this school again"
+            )
         )
     return lines
 
 
 def _finding_lines(finding: Finding) -> list[str]:
-    head = f"{finding.kind} row {finding.row}" + (f" (MIS id {finding.mis_id})" if finding.mis_id else "")
-    head += f": {finding.name or '(no name)'}" + (
-        f", staff code {finding.staff_code}" if finding.staff_code else ""
-    )
+    kind = _(KINDS[finding.kind]) if finding.kind in KINDS else finding.kind
+    head = _("{kind} row {row}").format(kind=kind, row=finding.row)
+    if finding.mis_id:
+        head += " " + _("(MIS id {mis_id})").format(mis_id=finding.mis_id)
+    head += f": {finding.name or _('(no name)')}"
+    if finding.staff_code:
+        head += ", " + _("staff code {code}").format(code=finding.staff_code)
     lines = [head]
     if finding.held_reason:
-        lines.append(f"  MIS: found; HELD BACK ({finding.held_reason}): nothing is sent for it")
-        lines.append(f"  fix in the MIS: {finding.fix}")
+        lines.append(
+            "  "
+            + _("MIS: found; HELD BACK ({reason}): nothing is sent for it").format(reason=finding.held_reason)
+        )
+        lines.append("  " + _("fix in the MIS: {fix}").format(fix=finding.fix))
     else:
-        lines.append("  MIS: found, valid")
+        lines.append("  " + _("MIS: found, valid"))
     return lines + _sent_lines(finding) + _national_lines(finding)
 
 
 def format_answer(answer: Answer) -> str:
     lines = [
-        f"School {answer.dfes_number} {answer.school_name}: looking for {answer.asked}".rstrip(),
-        "(This answer names people: it is shown on this screen only, never logged, stored or sent.)",
+        _("School {dfes} {name}: looking for {asked}")
+        .format(dfes=answer.dfes_number, name=answer.school_name, asked=answer.asked)
+        .rstrip(),
+        _("(This answer names people: it is shown on this screen only, never logged, stored or sent.)"),
         "",
     ]
     for finding in answer.findings:
@@ -292,11 +341,15 @@ def format_answer(answer: Answer) -> str:
     missing = answer.not_in_mis
     if missing is not None:
         lines.append(
-            f"NOT FOUND IN THE MIS (learners and staff, read through the profile '{answer.profile_name}'): "
-            "check that the person is on roll in the MIS, with this UPN / staff code / MIS id"
+            _(
+                "NOT FOUND IN THE MIS (learners and staff, read through the profile '{profile}'): "
+                "check that the person is on roll in the MIS, with this UPN / staff code / MIS id"
+            ).format(profile=answer.profile_name)
         )
         if answer.upn_problem:
-            lines.append(f"  the UPN typed cannot be used: {answer.upn_problem}")
+            lines.append(
+                "  " + _("the UPN typed cannot be used: {problem}").format(problem=answer.upn_problem)
+            )
         if missing.key:
             lines += _sent_lines(missing) + _national_lines(missing)
     return "\n".join(lines).rstrip() + "\n"
