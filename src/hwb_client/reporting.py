@@ -15,7 +15,7 @@ from hwb_client.adapters.state import StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.enrolment import signer_for
 from hwb_client.errors import ApiError, HwbClientError, Interrupted, StateStorageError
-from hwb_client.i18n import N_, _
+from hwb_client.i18n import N_
 from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, utcnow
 from hwb_client.settings import SchoolSettings, Settings
@@ -70,10 +70,7 @@ def _report_failed(state: StateStore, result: RunResult, exc: HwbClientError) ->
     log.warning("run_report_not_sent", dfes=result.dfes_number, run_id=result.run_id, error=exc.english)
     if result.outcome in {"success", "partial"}:
         # The national side cannot see this run: for the operator, it has not succeeded.
-        result.outcome, result.error_code = "failed", ApiError.exit_code
-        result.message = _("{message}; the run report could not be delivered ({problem})").format(
-            message=result.message, problem=exc.message
-        )
+        result.not_delivered(exc)
         state.finish_run(result.run_id, result.report())
 
 
@@ -86,7 +83,7 @@ def report_without_state(
 ) -> None:
     """The state directory is full or read-only: the run cannot be recorded locally, but the national
     side still hears that it failed (best effort: no report is queued for later)."""
-    result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
+    result.fail(exc)
     result.finished_at = utcnow()
     bound = log.bind(dfes=school.dfes_number, run_id=result.run_id)
     bound.error("run_failed", error_type=type(exc).__name__, error=exc.english)

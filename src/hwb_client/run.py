@@ -107,10 +107,10 @@ def _live_run(run: _Run, state: StateStore, api: NationalApi) -> None:
     except StateStorageError:
         raise  # nothing more can be written locally: run_school reports it upstream directly
     except RunBlocked as exc:
-        result.outcome, result.message, result.error_code = "blocked", exc.message, exc.exit_code
+        result.fail(exc, "blocked")
         run.log.warning("run_blocked", rules=[h["rule"] for h in result.holds])
     except HwbClientError as exc:
-        result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
+        result.fail(exc)
         if isinstance(exc, Interrupted):
             run.log.warning("run_interrupted")
         else:
@@ -134,17 +134,15 @@ def _dry_run(run: _Run, state: StateStore) -> None:
     try:
         decided = _plan(run, state, live=False)
     except HwbClientError as exc:
-        result.outcome, result.message, result.error_code = "failed", exc.message, exc.exit_code
+        result.fail(exc)
         result.finished_at = utcnow()
         return
     if decided.blocked:
         result.outcome, result.error_code = "blocked", RunBlocked.exit_code
     else:
         result.outcome = "partial" if result.held_back_by_kind else "success"
+    result.pending_batches = state.count_pending()
     result.message = result.summary()
-    pending = state.count_pending()
-    if pending:
-        result.message += f"; {pending} batch(es) from an earlier run are waiting to be resent"
     result.finished_at = utcnow()
 
 

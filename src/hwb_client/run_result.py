@@ -9,14 +9,16 @@ OS user who allowed a hold: never personal data.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hwb_client import __version__, i18n
 from hwb_client.core.plan import Upcoming
+
+if TYPE_CHECKING:
+    from hwb_client.errors import HwbClientError
 
 Outcome = Literal["success", "partial", "failed", "blocked"]
 PEOPLE = ("learner", "staff")
@@ -108,6 +110,12 @@ class RunResult:
     #: the school's own report of held-back records (names them): shown on screen, never logged or stored
     held_back_details: list[tuple[str, str, str]] = field(default_factory=list)
     error_code: int | None = None
+    #: batches an earlier run left, waiting to be resent (a dry run says so)
+    pending_batches: int = 0
+    #: the error the run ended on (its English text is ``message``); shown in the process's language
+    error: HwbClientError | None = field(default=None, repr=False, compare=False)
+    #: why the run report could not be delivered upstream, if it could not
+    undelivered: HwbClientError | None = field(default=None, repr=False, compare=False)
     rows_read: int = 0
 
     @property
@@ -162,7 +170,25 @@ class RunResult:
         if self.overrides:
             rules = ", ".join(o["rule"] for o in self.overrides)
             text += "; " + _("allowed past the guard: {rules}").format(rules=rules)
+        if self.pending_batches:
+            text += "; " + ngettext(
+                "{count} batch from an earlier run is waiting to be resent",
+                "{count} batches from an earlier run are waiting to be resent",
+                self.pending_batches,
+            ).format(count=self.pending_batches)
         return text
+
+    def fail(self, exc: HwbClientError, outcome: Outcome = "failed") -> None:
+        """The run ended on ``exc``: its English text is the message sent upstream and stored; the screen
+        shows it in the process's language (``shown_message``)."""
+        self.outcome, self.message, self.error_code, self.error = outcome, exc.english, exc.exit_code, exc
+
+    def not_delivered(self, exc: HwbClientError) -> None:
+        """The run report could not be delivered upstream: for the operator the run has not succeeded."""
+        from hwb_client.errors import ApiError
+
+        self.outcome, self.error_code, self.undelivered = "failed", ApiError.exit_code, exc
+        self.message = UNDELIVERED.format(message=self.message, problem=exc.english)
 
     def report(self) -> dict[str, Any]:
         """The run report as stored locally and sent upstream: counts and codes, no personal data."""
@@ -187,8 +213,8 @@ class RunResult:
         }
 
 
-#: What run.py adds to the summary when batches of an earlier run wait (English, in the upstream message).
-_WAITING = re.compile(r"; (\d+) batch\(es\) from an earlier run are waiting to be resent")
+#: What is added to a run's message when its report could not be delivered upstream.
+UNDELIVERED = i18n.N_("{message}; the run report could not be delivered ({problem})")
 
 
 def _tallies(value: Any) -> Tally:
@@ -220,26 +246,22 @@ def from_report(dfes_number: str, report: Mapping[str, Any]) -> RunResult:
 
 def shown_message(result: RunResult) -> str:
     """The run's message in the language of the process, said again from the result's fields (its
-    ``message`` is the English one sent upstream): the summary, the holds of a blocked run; any other
-    message (an error, a report of another version) as it is."""
+    ``message`` is the English one sent upstream): the summary, the holds of a blocked run, the error it
+    ended on; any other message (a stored report of another version) as it is."""
     from hwb_client.core.guard import hold_report_message
 
     if result.outcome == "blocked" and result.holds and not result.dry_run:
         holds = "; ".join(hold_report_message(h, i18n._) for h in result.holds)
-        return i18n._("run held, nothing sent: {holds}").format(holds=holds)
-    english = result.summary()
-    if not result.message.startswith(english):
-        return result.message
-    rest = result.message[len(english) :]
-    waiting = _WAITING.fullmatch(rest)
-    if waiting:
-        count = int(waiting.group(1))
-        rest = "; " + i18n.ngettext(
-            "{count} batch from an earlier run is waiting to be resent",
-            "{count} batches from an earlier run are waiting to be resent",
-            count,
-        ).format(count=count)
-    return result.summary_text() + rest
+        text = i18n._("run held, nothing sent: {holds}").format(holds=holds)
+    elif result.error is not None:
+        text = result.error.message
+    elif result.message.startswith(english := result.summary()):
+        text = result.summary_text() + result.message[len(english) :]
+    else:
+        text = result.message
+    if result.undelivered is not None:
+        text = i18n._(UNDELIVERED).format(message=text, problem=result.undelivered.message)
+    return text
 
 
 def report_message(dfes_number: str, report: Mapping[str, Any]) -> str:
