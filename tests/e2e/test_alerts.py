@@ -248,7 +248,7 @@ def test_a_run_held_by_the_guard_is_alerted_in_welsh_with_content_language_cy(ma
         assert "Ysgol: 6612001 Ysgol Gynradd Llanfair" in body
         assert "Cyflwr: rhediad wedi'i atal gan y gwarchodwr (am " in body
         assert (
-            "Rheswm: rhediad wedi'i atal, dim wedi'i anfon: cofnodion dysgwyr gweithredol: diflannodd 35 o 40"
+            "Rheswm: rhediad wedi'i atal, ni anfonwyd dim: cofnodion dysgwyr gweithredol: diflannodd 35 o 40"
             in body
         )
         assert "Beth i'w wneud: Ataliodd y gwarchodwr diogelwch y rhediad" in body

@@ -40,7 +40,9 @@ def test_the_summary_sent_upstream_stays_english_whatever_the_language(welsh: No
 
 def test_a_stored_report_is_shown_in_welsh_and_an_unknown_message_as_it_is(welsh: None) -> None:
     run = result()
-    run.message = run.summary() + "; 2 batch(es) from an earlier run are waiting to be resent"
+    run.pending_batches = 2
+    run.message = run.summary()
+    assert run.message.endswith("; 2 batches from an earlier run are waiting to be resent")
     assert shown_message(run).endswith("; mae 2 swp o rediad cynharach yn aros i'w hailanfon")
     report = {**run.report(), "message": "8 change(s) sent in 1 batch(es)"}  # written by 0.1.0
     assert report_message("6612001", report) == "8 change(s) sent in 1 batch(es)"
@@ -59,3 +61,29 @@ def test_a_hold_is_stored_in_english_and_shown_in_welsh(welsh: None) -> None:
 def test_held_back_advice_is_kept_in_english_and_translated_where_shown(welsh: None) -> None:
     assert ADVICE[Reason.UPN_MISSING] == "record the learner's permanent UPN in the MIS"
     assert i18n._(ADVICE[Reason.UPN_MISSING]) == "cofnodwch UPN parhaol y dysgwr yn y MIS"
+
+
+def test_a_failed_run_stores_and_sends_english_and_shows_welsh(welsh: None) -> None:
+    from hwb_client.errors import ApiError, ConfigError
+
+    run = result()
+    run.fail(
+        ConfigError(
+            i18n.N_("{setting}: {path} is not a directory; give a directory path"),
+            setting="client.state_dir",
+            path="/srv/x",
+        )
+    )
+    assert run.outcome == "failed" and run.error_code == ConfigError.exit_code
+    assert run.report()["message"] == "client.state_dir: /srv/x is not a directory; give a directory path"
+    assert shown_message(run) != run.message and shown_message(run) == "client.state_dir: nid yw /srv/x yn gyfeiriadur; rhowch lwybr cyfeiriadur"
+
+    delivered = result()
+    delivered.message = delivered.summary()
+    delivered.not_delivered(ApiError(i18n.N_("{text} is not a date: write it as YYYY-MM-DD"), text="x"))
+    assert delivered.outcome == "failed" and delivered.error_code == ApiError.exit_code
+    assert delivered.report()["message"].endswith(
+        "; the run report could not be delivered (x is not a date: write it as YYYY-MM-DD)"
+    )
+    assert "could not be delivered" not in shown_message(delivered)
+    assert shown_message(delivered).startswith("5 o newidiadau")
