@@ -250,15 +250,18 @@ def shown_message(result: RunResult) -> str:
     ended on; any other message (a stored report of another version) as it is."""
     from hwb_client.core.guard import hold_report_message
 
+    message = result.message
+    if result.undelivered is not None:  # said again below, in the process's language
+        message = message.removesuffix(UNDELIVERED.format(message="", problem=result.undelivered.english))
     if result.outcome == "blocked" and result.holds and not result.dry_run:
         holds = "; ".join(hold_report_message(h, i18n._) for h in result.holds)
         text = i18n._("run held, nothing sent: {holds}").format(holds=holds)
     elif result.error is not None:
         text = result.error.message
-    elif result.message.startswith(english := result.summary()):
-        text = result.summary_text() + result.message[len(english) :]
+    elif message.startswith(english := result.summary()):
+        text = result.summary_text() + message[len(english) :]
     else:
-        text = result.message
+        text = message
     if result.undelivered is not None:
         text = i18n._(UNDELIVERED).format(message=text, problem=result.undelivered.message)
     return text
