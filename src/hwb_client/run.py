@@ -239,7 +239,9 @@ def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> N
         run.result.batches += 1
         failpoint("mid_push")
     with state.transaction():
-        state.remember_held_before(guard.held_back_sent(decided.snapshot, state.acknowledged()))
+        state.remember_held_before(
+            guard.held_back_sent(decided.snapshot, state.acknowledged_for(decided.snapshot.held_keys))
+        )
     run.log.info("fingerprints_remembered", records=state.remember_fingerprints(decided.snapshot))
 
 

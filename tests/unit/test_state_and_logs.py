@@ -125,3 +125,26 @@ def test_a_new_acknowledged_digest_unbinds_the_old_rows_fingerprint(tmp_path: Pa
     store.add_to_outbox([leave])
     store.acknowledge(store.pending_batches()[0], [OperationResult("applied")])
     assert store.index()[1] == {}
+
+
+def test_the_index_and_a_few_records_of_it_say_the_same_as_the_whole_table(tmp_path: Path) -> None:
+    """``index()`` (built in bulk) and ``acknowledged_for`` (a run's held-back keys only) agree with the
+    row-by-row ``acknowledged()`` of 0.1.0, and a left record's fingerprint says it left."""
+    store = StateStore.open(tmp_path, "6612001")
+    ops = (
+        PendingOp(Op.UPSERT, Kind.STAFF, "SJE", "sha-256:present"),
+        PendingOp(Op.UPSERT, Kind.STAFF, "ABC", "sha-256:abc"),
+        PendingOp(Op.LEAVE, Kind.STAFF, "OLD", "sha-256:old"),
+    )
+    store.add_to_outbox([PendingBatch("b1", "run1", 1, BODY, None, ops)])
+    store.acknowledge(store.pending_batches()[0], [OperationResult("applied")] * 3)
+    store.db.execute("UPDATE acknowledged SET fingerprint = x'02' WHERE key = 'OLD'")
+    index, known = store.index()
+    whole = store.acknowledged()
+    assert {kind: {k: (a.digest, a.status) for k, a in v.items()} for kind, v in index.items()} == {
+        kind: {k: (a.digest, a.status) for k, a in v.items()} for kind, v in whole.items()
+    }
+    assert set(index[Kind.STAFF]) == {"SJE", "ABC", "OLD"}
+    assert list(known) == [b"\x02"] and known[b"\x02"].key == "OLD" and known[b"\x02"].leaving
+    few = store.acknowledged_for([(Kind.STAFF, "ABC"), (Kind.STAFF, "GONE")])
+    assert few[Kind.STAFF] == {"ABC": whole[Kind.STAFF]["ABC"]} and few[Kind.LEARNER] == {}

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
+import operator
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -103,6 +105,12 @@ MIGRATIONS: tuple[str, ...] = (
 KEYED_DIGESTS_VERSION = next(
     n for n, script in enumerate(MIGRATIONS, start=1) if "hwb_keyed_digest" in script
 )
+
+
+_KEY = operator.itemgetter(0)
+_ACKNOWLEDGED = operator.itemgetter(1, 2, 3, 4)  # Acknowledged(digest, status, year_group, stable)
+_KNOWN = operator.itemgetter(0, 1, 6, 3, 4)  # Known(key, digest, leaving, year_group, stable)
+_FINGERPRINT = operator.itemgetter(5)
 
 
 def _now() -> str:
@@ -294,22 +302,46 @@ class StateStore:
 
     def index(self) -> tuple[dict[Kind, dict[str, Acknowledged]], dict[bytes, Known]]:
         """The acknowledged records per kind, and fingerprint -> the record it produced (see
-        ``core.snapshot``), in one pass over the table."""
+        ``core.snapshot``), in one pass over the table.
+
+        Loaded on every run for every record, so built without a Python statement per row: each kind's
+        rows come back as tuples in the order of the named tuples' fields and become ``Acknowledged``
+        and ``Known`` through ``map`` and ``itemgetter``, the dictionaries through ``zip``."""
         if self.schema_version < 3:
             return self.acknowledged(), {}
         index: dict[Kind, dict[str, Acknowledged]] = {}
         known: dict[bytes, Known] = {}
+        # tuple.__new__ straight from C (``_make`` is a Python frame per row)
+        as_acknowledged = functools.partial(tuple.__new__, Acknowledged)
+        as_known = functools.partial(tuple.__new__, Known)
         for kind in Kind:
-            records: dict[str, Acknowledged] = {}
-            for key, digest, status, year_group, fingerprint, stable in self.db.execute(
-                "SELECT key, digest, status, year_group, fingerprint, stable FROM acknowledged WHERE kind = ?",
-                (kind.value,),
-            ):
-                records[key] = Acknowledged(digest, status, year_group, stable)
-                if fingerprint is not None:
-                    known[fingerprint] = Known(key, digest, status == LEFT, year_group, stable)
-            index[kind] = records
+            rows = self.db.execute(
+                # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
+                "SELECT key, digest, status, year_group, stable, fingerprint, status = ? "
+                "FROM acknowledged WHERE kind = ?",
+                (LEFT, kind.value),
+            ).fetchall()
+            index[kind] = dict(
+                zip(map(_KEY, rows), map(as_acknowledged, map(_ACKNOWLEDGED, rows)), strict=True)
+            )
+            bound = [row for row in rows if row[5] is not None]  # rows never fingerprinted have none
+            known.update(zip(map(_FINGERPRINT, bound), map(as_known, map(_KNOWN, bound)), strict=True))
         return index, known
+
+    def acknowledged_for(self, keys: Iterable[tuple[Kind, str]]) -> dict[Kind, dict[str, Acknowledged]]:
+        """Only these records of the acknowledged index (a run's held-back keys: usually a few), not the
+        whole index loaded again."""
+        index: dict[Kind, dict[str, Acknowledged]] = {kind: {} for kind in Kind}
+        if self.schema_version == 0:
+            return index
+        for kind, key in keys:
+            row = self.db.execute(
+                "SELECT digest, status, year_group FROM acknowledged WHERE kind = ? AND key = ?",
+                (kind.value, key),
+            ).fetchone()
+            if row is not None:
+                index[kind][key] = Acknowledged(*row)
+        return index
 
     def remember_fingerprints(self, snapshot: Snapshot) -> int:
         """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when

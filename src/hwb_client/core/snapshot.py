@@ -19,6 +19,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hwb_client.core import validate as v
 from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, stable_forms, wire_record
@@ -58,9 +59,8 @@ def stable_digest(keyed: Callable[[bytes], str], kind: Kind, record: WireRecord)
     return f"{keyed(content)[:32]}:{keyed(rollover_free)[:32]}"
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
-    """What an acknowledged record's fingerprint stands for."""
+class Known(NamedTuple):
+    """What an acknowledged record's fingerprint stands for (a named tuple, as ``diff.Acknowledged``)."""
 
     key: str
     digest: str
