@@ -113,3 +113,17 @@ def test_another_key_or_context_recognises_nothing() -> None:
     other = RowFingerprints(b"g" * 32, "nat-test|reference", known)
     second = build_snapshot(rows([learner(1)]), HASH, TODAY, other)
     assert all(e.record is not None for e in second.entries[Kind.LEARNER].values())
+
+
+def test_a_fingerprint_is_the_same_bytes_as_the_previous_releases_so_stored_ones_still_match():
+    """The keyed state is now copied per row instead of hashing prefix + row in one call: the digest
+    must not change, or every school's first run after an upgrade would read every row the long way."""
+    import hashlib
+
+    key, context = b"s" * 40, "6612001"
+    fingerprints = RowFingerprints(key, context)
+    for row in (learner(1), learner(2, leaving_date="2027-07-20"), member(3), {"a": 1, "b": None}):
+        names = tuple(row)
+        data = repr((context, Kind.LEARNER.value, names)).encode() + repr(tuple(row.values())).encode()
+        assert fingerprints(Kind.LEARNER, row) == hashlib.blake2b(data, key=key, digest_size=16).digest()
+    assert fingerprints(Kind.LEARNER, learner(1)) != fingerprints(Kind.STAFF, learner(1))

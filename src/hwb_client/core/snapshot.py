@@ -29,9 +29,9 @@ from hwb_client.core.validate import HeldBack, Invalid, Reason
 Row = Mapping[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One record of the snapshot, ready to diff and send.
+class Entry(NamedTuple):
+    """One record of the snapshot, ready to diff and send (a named tuple: as immutable as a frozen
+    dataclass and several times faster to build, once per row of every run).
 
     ``record`` is ``None`` for a row recognised by its fingerprint: it is exactly what was acknowledged,
     so it is never sent. ``fingerprint`` is set for rows that took the full path, to be remembered.
@@ -75,17 +75,23 @@ class RowFingerprints:
     def __init__(self, key: bytes, context: str, known: Mapping[bytes, Known] | None = None) -> None:
         self._key = key[:64]
         self._context = context
-        self._prefixes: dict[tuple[Kind, tuple[str, ...]], bytes] = {}
+        #: per kind and field names, the keyed BLAKE2b state after the prefix, copied for each row
+        self._states: dict[tuple[Kind, tuple[str, ...]], hashlib.blake2b] = {}
         self.known: Mapping[bytes, Known] = known or {}
 
     def __call__(self, kind: Kind, row: Row) -> bytes:
-        """BLAKE2b, keyed, of the context, the kind, the field names and the raw values' ``repr``."""
+        """BLAKE2b, keyed, of the context, the kind, the field names and the raw values' ``repr``.
+
+        The keyed state after the prefix (context, kind, names) is made once and copied for each row,
+        so a row costs one copy, one update and one digest: the same bytes hashed as one call would."""
         names = tuple(row)
-        prefix = self._prefixes.get((kind, names))
-        if prefix is None:
-            prefix = self._prefixes[(kind, names)] = repr((self._context, kind.value, names)).encode()
-        data = prefix + repr(tuple(row.values())).encode()
-        return hashlib.blake2b(data, key=self._key, digest_size=16).digest()
+        state = self._states.get((kind, names))
+        if state is None:
+            prefix = repr((self._context, kind.value, names)).encode()
+            state = self._states[(kind, names)] = hashlib.blake2b(prefix, key=self._key, digest_size=16)
+        running = state.copy()
+        running.update(repr(tuple(row.values())).encode())
+        return running.digest()
 
 
 @dataclass
