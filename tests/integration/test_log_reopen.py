@@ -6,62 +6,15 @@ writes to a new file under the original name, then still stops cleanly on SIGTER
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from hwb_client.adapters.national_key import write_national_key
-
-
-def events(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["event"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def wait_for(predicate, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from idle_daemon import events, start_idle_daemon, wait_for
 
 
 def test_sighup_reopens_the_renamed_log_file_and_nothing_else(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "hwb-client.log"
-    write_national_key(tmp_path / "national-key.json", "test-key")
-    config = tmp_path / "hwb-client.toml"
-    config.write_text(
-        f"""
-[client]
-state_dir = "{tmp_path / 'state'}"
-national_key_file = "{tmp_path / 'national-key.json'}"
-log_file = "{log_file}"
-log_format = "json"
-
-[api]
-base_url = "http://127.0.0.1:9/"
-
-[schedule]
-test_interval_seconds = 86400
-catch_up_on_start = false
-
-[[schools]]
-dfes_number = "6612001"
-odbc = "Driver=SQLite3;Database={tmp_path / 'mis.db'}"
-""",
-        encoding="utf-8",
-    )
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("w") as err:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "hwb_client", "--config", str(config), "daemon"],
-            stdout=subprocess.DEVNULL, stderr=err,
-        )  # fmt: skip
+    daemon, stderr = start_idle_daemon(tmp_path, log_file)
     try:
         wait_for(lambda: bool(events(log_file)), "the daemon's first log line")
         rotated = log_file.with_name("hwb-client.log.1")
