@@ -5,14 +5,12 @@ of the catalogue left in what they print with ``--lang cy``."""
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from headless_browser import run_chromium
 from i18n_checks import catalogue_path, read_catalogue
 from mis_builder import Mis, small_school
 
@@ -130,38 +128,8 @@ def test_the_completeness_check_catches_an_english_sentence_left_in_welsh_output
     assert english_left(planted) == ["batches waiting to be resent"]
 
 
-def _chromium() -> str:
-    import os
-
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (scripts/debian-packages.txt lists it)")
-        pytest.skip("chromium is not installed")
-    return found
-
-
 def screenshot(html: Path, png: Path) -> None:
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                _chromium(),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                f"--screenshot={png}",
-                "--window-size=1200,1400",
-                html.as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    run_chromium(f"--screenshot={png}", "--window-size=1200,1400", html.as_uri())
 
 
 def test_the_school_report_in_welsh_renders_in_a_browser(two_schools, tmp_path):

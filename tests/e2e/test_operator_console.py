@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from headless_browser import run_chromium
 from mis_builder import Mis, small_school, upn
 
 PRIMARY = ("6612001", "Ysgol Gynradd Llanfair")
@@ -137,23 +138,7 @@ def test_status_nagios_gives_plugin_exit_codes_and_performance_data(make_lab):
     assert broken.returncode == 3 and broken.stdout.startswith("HWB UNKNOWN - ") and broken.stdout[-1] == "\n"
 
 
-def _chromium():
-    import os
-    import shutil
-
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (scripts/debian-packages.txt lists it)")
-        pytest.skip("chromium is not installed")
-    return found
-
-
 def test_report_renders_in_a_browser_to_png_and_prints_to_pdf(two_schools, tmp_path):
-    import subprocess
-    import tempfile
-
-    chromium = _chromium()
     mis = Mis(two_schools.schools[1].mis_path, "6614001")  # the same MIS: two more learners held back
     mis.add_learner(60, upn_value="K68123452501A", forename="Gwenllïan", surname="Huws", year="7")
     mis.add_learner(61, dob=None, forename="<script>alert(1)</script>", surname="O'Brien & Sons")
@@ -162,43 +147,9 @@ def test_report_renders_in_a_browser_to_png_and_prints_to_pdf(two_schools, tmp_p
     mis.commit()
     html = tmp_path / "report.html"
     assert two_schools.cli("report", "--school", "6614001", "--output", str(html)).returncode == 0
-    common = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
     png, pdf = tmp_path / "report.png", tmp_path / "report.pdf"
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                *common,
-                f"--user-data-dir={profile}",
-                f"--screenshot={png}",
-                "--window-size=1200,1600",
-                html.as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                *common,
-                f"--user-data-dir={profile}",
-                f"--print-to-pdf={pdf}",
-                "--no-pdf-header-footer",
-                html.as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    run_chromium(f"--screenshot={png}", "--window-size=1200,1600", html.as_uri())
+    run_chromium(f"--print-to-pdf={pdf}", "--no-pdf-header-footer", html.as_uri())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
     text = html.read_text(encoding="utf-8")

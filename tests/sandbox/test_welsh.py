@@ -13,8 +13,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sandbox_helpers import PRIMARY, SECONDARY, SchoolClient, assert_problem, batch, learner, op, run_report
 
+from headless_browser import run_chromium
 from hwb_sandbox import openapi
 from hwb_sandbox.i18n import negotiate
 from hwb_sandbox.testing import SandboxProcess
@@ -223,45 +222,12 @@ def test_requests_in_both_languages_at_once_each_get_their_own(module_sandbox: S
         assert welsh == (asked == "cy"), text[:200]
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (scripts/debian-packages.txt lists it)")
-        pytest.skip("chromium is not installed")
-    return found
-
-
 def test_the_welsh_portal_renders_in_a_browser(summer_portal: SandboxProcess, tmp_path: Path) -> None:
     """Headless Chromium asking for Welsh (``--accept-lang=cy``) draws the page the sandbox serves it."""
     png = tmp_path / "portal-cy.png"
-    common = [
-        _chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--accept-lang=cy",
-    ]
     url = summer_portal.url + "/portal"
-    with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(
-            [*common, f"--user-data-dir={profile}", "--dump-dom", url],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [*common, f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1600,500", url],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    dom = run_chromium("--accept-lang=cy", "--dump-dom", url)
+    run_chromium("--accept-lang=cy", f"--screenshot={png}", "--window-size=1600,500", url)
     assert '<html lang="cy">' in dom and "<h1>Statws darparu</h1>" in dom  # the browser was served Welsh
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 5_000
     if os.environ.get("HWB_SCREENSHOT_DIR"):  # to look at it: HWB_SCREENSHOT_DIR=/tmp/shots pytest ...
