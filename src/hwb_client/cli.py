@@ -22,7 +22,6 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
-import gc
 import io
 import json
 import os
@@ -328,15 +327,6 @@ def _exit_code(results: Sequence[Any]) -> int:
     return code
 
 
-def _tune_gc_for_runs() -> None:
-    """A run builds hundreds of thousands of small dicts and records that live until its school is done;
-    with the default thresholds the cyclic collector rescans them over and over (about a sixth of an LA
-    run's CPU). Objects from start-up are frozen out of its way and it runs less often; cycles are
-    still collected."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
 def _progress(out: TextIO, total: int, workers: int) -> Any:
     """A live progress line when the output is a terminal; None for services and pipes."""
     if not (hasattr(out, "isatty") and out.isatty()):
@@ -357,7 +347,7 @@ def _print_summary(progress: Any, out: TextIO, *, dry_run: bool) -> None:
 
 
 def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
-    from hwb_client.run import run_school
+    from hwb_client.workers import school_runner, tune_gc_for_runs
 
     settings = _load(args)
     if args.as_of is not None and not args.dry_run:
@@ -372,11 +362,12 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
         )
         if given
     )
-    _tune_gc_for_runs()
+    tune_gc_for_runs()
     schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
     stop = _stop_on_signals()
     printing = threading.Lock()
     workers = min(settings.schedule.max_concurrent_schools, len(schools)) or 1
+    run_school = school_runner(workers)  # worker processes when schools run side by side (Linux)
     progress = _progress(out, len(schools), workers)
 
     def run_one(school: Any) -> Any:
@@ -404,9 +395,10 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
                 (progress.write if progress else out.write)(text.getvalue())
         return result
 
-    # Schools run side by side (schedule.max_concurrent_schools, as the daemon does): one school's MIS
-    # query or API round trip overlaps another's validation, and a slow school holds up no other. Each
-    # result is printed as its school finishes.
+    # Schools run side by side (schedule.max_concurrent_schools, as the daemon does), each in a worker
+    # process: one school's per-row Python work runs on another core than the other's, its MIS query or
+    # API round trip overlaps the other's work, and a slow school holds up no other. Each result is
+    # printed as its school finishes.
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hwb-school") as pool:
         futures = [pool.submit(run_one, school) for school in schools]
         try:

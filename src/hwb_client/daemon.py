@@ -6,8 +6,9 @@ windows in 3.x). The job is ``coalesce=True``, ``max_instances=1`` and has no mi
 missed while the process was busy or the machine asleep is made up once, not skipped and not repeated.
 
 At each due time, after a random jitter (``schedule.jitter_seconds``), every enabled school is handed
-to a pool of ``schedule.max_concurrent_schools`` threads. A school still running from the previous
-round is skipped this round, so one slow school holds up neither the others nor the next round.
+to a pool of ``schedule.max_concurrent_schools`` threads, each running its school in a worker process
+(``workers``; in the thread itself on Windows). A school still running from the previous round is
+skipped this round, so one slow school holds up neither the others nor the next round.
 
 Runs missed while the machine was off are coalesced into one catch-up round at start-up: the time of
 the last round is kept in ``state_dir/daemon-state.json`` (written atomically).
@@ -393,10 +394,10 @@ def _dump_stacks_later(seconds: float) -> bool:
     return True
 
 
-def _default_run_school() -> RunSchool:
-    from hwb_client.run import run_school
+def _default_run_school(settings: Settings) -> RunSchool:
+    from hwb_client.workers import school_runner  # a worker process per school, where it helps
 
-    return run_school
+    return school_runner(settings.schedule.max_concurrent_schools)
 
 
 def run_daemon(
@@ -409,13 +410,14 @@ def run_daemon(
 ) -> int:
     """Run until ``stop`` is set; return 0 after a clean stop.
 
-    ``run_school`` defaults to ``hwb_client.run.run_school``. ``clock`` dates the state file and decides
+    ``run_school`` defaults to ``hwb_client.run.run_school``, each school in a worker process when
+    schools run side by side (``workers``). ``clock`` dates the state file and decides
     the start-up catch-up (APScheduler itself keeps real time). ``rng`` draws the jitter.
     """
     daemon = _Daemon(
         settings,
         stop=stop,
-        run_school=run_school or _default_run_school(),
+        run_school=run_school or _default_run_school(settings),
         clock=clock,
         rng=rng or random.Random(),  # noqa: S311 - jitter, not cryptography
     )

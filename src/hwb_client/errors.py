@@ -73,6 +73,9 @@ class Phrase(str):
         phrase.template, phrase.params = template, params
         return phrase
 
+    def __reduce__(self) -> tuple[object, ...]:  # to cross a pipe to a worker's parent whole
+        return (_phrase, (type(self), self.template, self.params))
+
     @property
     def message(self) -> str:
         """The phrase in the language of the process."""
@@ -96,6 +99,9 @@ class Joined(Phrase):
         joined.separator, joined.parts = separator, items
         return joined
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Joined, (self.separator, self.parts))
+
     @property
     def message(self) -> str:
         return self.separator.join(str(_in_language(part, False)) for part in self.parts)
@@ -113,6 +119,13 @@ class Plural(str):
         form = super().__new__(cls, singular if n == 1 else plural)
         form.singular, form.plural, form.n = singular, plural, n
         return form
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Plural, (self.singular, self.plural, self.n))
+
+
+def _phrase(cls: type[Phrase], template: str, params: dict[str, object]) -> Phrase:
+    return cls(template, **params)
 
 
 def ngettext(singular: str, plural: str, n: int) -> Plural:
@@ -224,6 +237,12 @@ class EnrolmentError(HwbClientError):
 
 class KeyFileError(ConfigError):
     """A key file is missing, unreadable, malformed or readable by other users."""
+
+
+class WorkerDied(HwbClientError):
+    """The worker process running a school died before it sent its result (killed, out of memory)."""
+
+    exit_code = 70
 
 
 class Interrupted(HwbClientError):

@@ -75,6 +75,42 @@ class _JournalPrefix(structlog.stdlib.ProcessorFormatter):
         return f"<{PRIORITY.get(record.levelno, 6)}>" + super().format(record)
 
 
+def _configure_structlog() -> list[Any]:
+    """structlog over the standard library; returns the processors every event goes through (also those
+    of other libraries' loggers, as ``foreign_pre_chain``)."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    return shared
+
+
+def _bare_root() -> logging.Logger:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    return root
+
+
+def configure_forwarding(handler: logging.Handler, *, level: int) -> None:
+    """In a worker process: every event, redacted and timestamped as here, goes to ``handler`` (which
+    hands it to the parent process, whose own handlers write it: one writer per log file)."""
+    _configure_structlog()
+    root = _bare_root()
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("urllib3", "apscheduler", "waitress"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
 def configure(
     *,
     fmt: str = "auto",
@@ -95,21 +131,8 @@ def configure(
 
     socket_path = journal_socket or native.JOURNAL_SOCKET
     console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact,
-    ]
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
-    )
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    shared = _configure_structlog()
+    root = _bare_root()
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if console else structlog.processors.JSONRenderer()
     )

@@ -64,10 +64,12 @@ def run_school(
     lock_wait_seconds: float = 0.0,
     today: dt.date | None = None,
     verify_state: bool = False,
+    after: bool = True,
 ) -> RunResult:
     """Run one school on ``today`` (default: the date now). ``allow`` holds the guard flags a person
-    gave (``--allow-mass-removal``, ``--allow-mass-update``). Raises ``RunInProgress`` when the school
-    is locked and ``ConfigError`` for a bad setting; any other failure is returned as a failed run."""
+    gave (``--allow-mass-removal``, ``--allow-mass-update``); ``after=False`` leaves what follows a live
+    run to the caller (a worker's parent). Raises ``RunInProgress`` when the school is locked and
+    ``ConfigError`` for a bad setting; any other failure is returned as a failed run."""
     day = today or dt.date.today()
     result = RunResult(school.dfes_number, str(uuid.uuid4()), dry_run=dry_run, as_of=today)
     run = _Run(settings, school, result, stop or threading.Event(), day, allow, verify_state)
@@ -87,7 +89,8 @@ def run_school(
     except StateStorageError as exc:
         report_without_state(settings, school, result, exc, run.stop)
         raise
-    after_run(settings, school, result)  # status file, Prometheus textfile, alerts; never raises
+    if after:
+        after_run(settings, school, result)  # status file, Prometheus textfile, alerts; never raises
     return result
 
 

@@ -18,6 +18,12 @@ import sys
 _ARMED = os.environ.get("HWB_FAILPOINT", "")
 
 
+def arm_from_environment() -> None:
+    """Read ``HWB_FAILPOINT`` again (a worker process, forked from one started before it was set)."""
+    global _ARMED
+    _ARMED = os.environ.get("HWB_FAILPOINT", "")
+
+
 def failpoint(name: str) -> None:
     """Die at once, without cleanup, if this failpoint is armed."""
     if _ARMED and name == _ARMED:
