@@ -45,8 +45,9 @@ def _epoch(value: str | None) -> float | None:
 
 
 def school_entry(settings: Settings, school: SchoolSettings) -> dict[str, Any]:
-    """What the status file says about one school (read from its state)."""
-    store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
+    """What the status file says about one school (read from its state, which the run that has just
+    ended checked page by page: not again here)."""
+    store = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True, check=False)
     try:
         last = store.last_run()
         return {
