@@ -70,11 +70,42 @@ def test_rows_are_streamed_in_chunks(mis: str, tmp_path: Path) -> None:
     make_mis(path, learners=2500)
     source = MisSource.connect(f"Driver=SQLite3;Database={path}", DFES, load_profile("reference"))
     source.fetch_rows = 100
-    stream = source.rows("learners")
+    stream = iter(source.rows("learners"))
     first = next(stream)
     assert first["legal_forename"] == "Gwenllïan"
     assert sum(1 for _ in stream) == 2499
+    chunks = source.rows("learners")  # as the membership reader takes them: values, no dict per row
+    sizes = [len(chunk) for chunk in chunks.chunks]
+    assert sizes == [100] * 25
     source.close()
+
+
+def test_a_query_with_its_columns_in_another_order_gives_the_same_rows(mis: str, tmp_path: Path) -> None:
+    """A profile whose SQL returns more columns, in another order, than its fields: each row's values
+    are picked out in the order of the fields, and the rows are the same as the reference profile's."""
+    text = (resources.files("hwb_client.profiles") / "reference.toml").read_text()
+    reordered = text.replace(
+        "SELECT g.group_code, 'learner' AS member_kind, p.upn AS upn, NULL AS staff_code",
+        "SELECT NULL AS staff_code, p.upn AS upn, 'learner' AS member_kind, g.group_code, 1 AS extra",
+    ).replace(
+        "SELECT g.group_code, 'staff' AS member_kind, NULL AS upn, s.staff_code AS staff_code",
+        "SELECT s.staff_code AS staff_code, NULL AS upn, 'staff' AS member_kind, g.group_code, 1 AS extra",
+    )
+    assert reordered != text
+    profile = tmp_path / "reordered.toml"
+    profile.write_text(reordered.replace('name = "reference"', 'name = "reordered"'))
+    reference = MisSource.connect(mis, DFES, load_profile("reference"))
+    other = MisSource.connect(mis, DFES, load_profile(str(profile)))
+    try:
+        assert list(other.rows("memberships")) == list(reference.rows("memberships"))
+        (chunk,) = list(other.rows("memberships").chunks)
+        fields = other.rows("memberships").fields
+        assert [dict(zip(fields, values, strict=True)) for values in chunk] == list(
+            reference.rows("memberships")
+        )
+    finally:
+        reference.close()
+        other.close()
 
 
 def test_a_profile_naming_a_missing_column_fails_with_the_column_and_the_fix(

@@ -10,8 +10,9 @@ the whole result). A profile problem is a ``ConfigError`` when it can be seen be
 from __future__ import annotations
 
 import contextlib
+import operator
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,7 @@ import pyodbc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hwb_client import errors
-from hwb_client.core.snapshot import SourceRows
+from hwb_client.core.snapshot import RowChunks, SourceRows
 from hwb_client.errors import ConfigError, Joined, MisError, Phrase, ProfileError
 from hwb_client.i18n import N_
 
@@ -234,9 +235,13 @@ class MisSource:
         connection.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
         return cls(dfes_number, profile, connection)
 
-    def rows(self, kind: KindName) -> Iterator[dict[str, object]]:
-        """Stream one kind's rows as ``{field: value}`` dicts, ``fetch_rows`` at a time."""
+    def rows(self, kind: KindName) -> RowChunks:
+        """One kind's rows, streamed ``fetch_rows`` at a time: chunks of values in the order of the
+        profile's fields (iterated: ``{field: value}`` dicts). The query runs when the first is read."""
         query = self.profile.query(kind)
+        return RowChunks(tuple(query.columns), self._chunks(kind, query))
+
+    def _chunks(self, kind: KindName, query: Query) -> Iterator[Sequence[Sequence[object]]]:
         params = [self.dfes_number for _ in query.params]
         cursor = self.connection.cursor()
         try:
@@ -283,6 +288,9 @@ class MisSource:
                         profile=self.profile.profile.name,
                     )
                 mapping.append((field, position))
+            positions = [position for _field, position in mapping]
+            in_order = positions == list(range(len(columns)))
+            pick = _picker(positions)
             while True:
                 try:
                     chunk = cursor.fetchmany(self.fetch_rows)
@@ -298,8 +306,9 @@ class MisSource:
                     ) from None
                 if not chunk:
                     return
-                for row in chunk:
-                    yield {field: row[position] for field, position in mapping}
+                # pyodbc's rows as they are when the query's columns are the fields, in order (a row's
+                # repr is a tuple's); else each row's values picked out in the order of the fields
+                yield chunk if in_order else [pick(row) for row in chunk]
         finally:
             with contextlib.suppress(pyodbc.Error):
                 cursor.close()
@@ -313,3 +322,11 @@ class MisSource:
     def close(self) -> None:
         with contextlib.suppress(pyodbc.Error):
             self.connection.close()
+
+
+def _picker(positions: list[int]) -> Callable[[Any], tuple[object, ...]]:
+    """The values at ``positions`` of a row, as a tuple (also for one position)."""
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda row: (row[only],)
+    return operator.itemgetter(*positions)

@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,6 +27,36 @@ from hwb_client.core.upn import normalise as normalise_upn
 from hwb_client.core.validate import HeldBack, Invalid, Reason
 
 Row = Mapping[str, object]
+
+
+class RowChunks:
+    """One kind's rows as the source fetched them: chunks of value sequences in the order of ``fields``,
+    with no dict made per row. Iterated, it gives ``{field: value}`` rows as any other source does; the
+    membership reader takes the chunks themselves (most rows, and in a nightly run nearly all of them
+    are known by their fingerprint, which is over the values alone)."""
+
+    __slots__ = ("chunks", "fields")
+
+    def __init__(self, fields: tuple[str, ...], chunks: Iterable[Sequence[Sequence[object]]]) -> None:
+        self.fields = fields
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[Row]:
+        fields = self.fields
+        for chunk in self.chunks:
+            for values in chunk:
+                yield dict(zip(fields, values, strict=True))
+
+
+def _value_chunks(rows: Iterable[Row]) -> Iterator[tuple[tuple[str, ...], Sequence[Sequence[object]]]]:
+    """(field names, a chunk of value sequences in that order): a ``RowChunks``' own chunks, or each
+    row of any other iterable of rows as a chunk of one."""
+    if isinstance(rows, RowChunks):
+        for chunk in rows.chunks:
+            yield rows.fields, chunk
+    else:
+        for row in rows:
+            yield tuple(row), (tuple(row.values()),)
 
 
 class Entry(NamedTuple):
@@ -80,18 +110,20 @@ class RowFingerprints:
         self.known: Mapping[bytes, Known] = known or {}
 
     def __call__(self, kind: Kind, row: Row) -> bytes:
-        """BLAKE2b, keyed, of the context, the kind, the field names and the raw values' ``repr``.
+        """BLAKE2b, keyed, of the context, the kind, the field names and the raw values' ``repr``."""
+        running = self.prefixed(kind, tuple(row)).copy()
+        running.update(repr(tuple(row.values())).encode())
+        return running.digest()
 
-        The keyed state after the prefix (context, kind, names) is made once and copied for each row,
-        so a row costs one copy, one update and one digest: the same bytes hashed as one call would."""
-        names = tuple(row)
+    def prefixed(self, kind: Kind, names: tuple[str, ...]) -> hashlib.blake2b:
+        """The keyed state after the prefix (context, kind, names), made once: a row then costs one copy,
+        one update with the ``repr`` of its values (a tuple, or a pyodbc row, whose ``repr`` is the
+        same) and one digest, the same bytes as hashing it all in one call."""
         state = self._states.get((kind, names))
         if state is None:
             prefix = repr((self._context, kind.value, names)).encode()
             state = self._states[(kind, names)] = hashlib.blake2b(prefix, key=self._key, digest_size=16)
-        running = state.copy()
-        running.update(repr(tuple(row.values())).encode())
-        return running.digest()
+        return state
 
 
 @dataclass
@@ -149,6 +181,7 @@ class _Builder:
     keyed: Callable[[bytes], str]
     fingerprint: Callable[[Kind, Row], bytes | None]
     known: Mapping[bytes, Known]
+    fingerprints: RowFingerprints | None = None
     snapshot: Snapshot = field(default_factory=Snapshot)
     _first_rows: dict[tuple[Kind, str], tuple[int, Row]] = field(default_factory=dict)
     _duplicated: set[tuple[Kind, str]] = field(default_factory=set)
@@ -343,6 +376,7 @@ def build_snapshot(
         keyed or _plain,
         fingerprints or (lambda _kind, _row: None),
         fingerprints.known if fingerprints is not None else {},
+        fingerprints,
     )
     upns = _Upns(hasher)
     b.read(
@@ -366,55 +400,78 @@ def _plain(data: bytes) -> str:
 
 
 def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns) -> None:
-    """Memberships are most of a school's rows: the per-kind tables are looked up once, not per row."""
+    """Memberships are most of a school's rows, and in a nightly run nearly all are known: a known row
+    is looked up by the fingerprint of its values, with no dict made for it, and the per-kind tables are
+    looked up once, not per row. Any other row takes the full path (``_membership``)."""
     snap = b.snapshot
     held_staff = {key for kind, key in snap.held_keys if kind is Kind.STAFF}
     held_groups = {key for kind, key in snap.held_keys if kind is Kind.GROUP}
     members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
+    learners, staff = members[Kind.LEARNER], members[Kind.STAFF]
     groups, entries = snap.entries[Kind.GROUP], snap.entries[Kind.MEMBERSHIP]
-    read = 0
-    for index, row in enumerate(rows, start=1):
-        read = index
-        fp = b.fingerprint(Kind.MEMBERSHIP, row)
-        hit = b.known.get(fp) if fp is not None else None
-        if hit is not None and _known_membership_stands(hit, members, groups):
-            if hit.key not in entries:
-                entries[hit.key] = Entry(Kind.MEMBERSHIP, hit.key, None, hit.digest, False)
-            continue
-        # not known, or the member or the group is no longer sendable: the full path says why
-        try:
-            valid = v.membership(row, upn_parser=upns.parse)
-        except Invalid as exc:
-            reason = Reason.MEMBER_HELD_BACK if exc.reason.value.startswith("upn_") else exc.reason
-            b.hold(Kind.MEMBERSHIP, index, row, reason)
-            continue
-        if valid.member_kind is Kind.LEARNER:
-            member_key = upns.hashes.get(valid.member_ref)
-        else:
-            known_staff = valid.member_ref in members[Kind.STAFF] or valid.member_ref in held_staff
-            member_key = valid.member_ref if known_staff else None
-        if member_key is None:
-            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_UNKNOWN)
-            continue
-        record = wire_record(
-            Kind.MEMBERSHIP,
-            {"group_id": valid.group_id, "member_kind": valid.member_kind.value, "member_key": member_key},
-        )
-        key = record_key(Kind.MEMBERSHIP, record)
-        if member_key not in members[valid.member_kind]:
-            b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_HELD_BACK, key)
-        elif valid.group_id not in groups:
-            held = valid.group_id in held_groups
-            reason = Reason.MEMBER_HELD_BACK if held else Reason.GROUP_UNKNOWN
-            b.hold(Kind.MEMBERSHIP, index, row, reason, key if held else None)
-        elif key not in entries:  # the same membership listed twice is one membership
-            entries[key] = Entry(Kind.MEMBERSHIP, key, record, record_digest(record), False, None, fp)
-    snap.rows_read[Kind.MEMBERSHIP] += read
+    known, learner, membership = b.known.get, Kind.LEARNER.value, Kind.MEMBERSHIP
+    index = 0
+    for names, chunk in _value_chunks(rows):
+        prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
+        for values in chunk:
+            index += 1
+            fp = None
+            if prefixed is not None:
+                running = prefixed.copy()
+                running.update(repr(values).encode())
+                fp = running.digest()
+                hit = known(fp)
+                if hit is not None:
+                    key = hit.key
+                    group_id, member_kind, member_ref = key.split("/", 2)
+                    present = learners if member_kind == learner else staff
+                    if member_ref in present and group_id in groups:
+                        if key not in entries:
+                            entries[key] = Entry(membership, key, None, hit.digest, False)
+                        continue
+            # not known, or the member or the group is no longer sendable: the full path says why
+            row = dict(zip(names, values, strict=True))
+            _membership(b, index, row, fp, upns, members, groups, (held_staff, held_groups))
+    snap.rows_read[Kind.MEMBERSHIP] += index
 
 
-def _known_membership_stands(
-    hit: Known, members: Mapping[Kind, Mapping[str, Entry]], groups: Mapping[str, Entry]
-) -> bool:
-    group_id, member_kind, member_ref = hit.key.split("/", 2)
-    present = members[Kind.LEARNER if member_kind == Kind.LEARNER.value else Kind.STAFF]
-    return member_ref in present and group_id in groups
+def _membership(
+    b: _Builder,
+    index: int,
+    row: Row,
+    fp: bytes | None,
+    upns: _Upns,
+    members: Mapping[Kind, Mapping[str, Entry]],
+    groups: Mapping[str, Entry],
+    held: tuple[set[str], set[str]],
+) -> None:
+    """One membership row the long way: validated, its member and group looked up, held back or kept."""
+    held_staff, held_groups = held
+    entries = b.snapshot.entries[Kind.MEMBERSHIP]
+    try:
+        valid = v.membership(row, upn_parser=upns.parse)
+    except Invalid as exc:
+        reason = Reason.MEMBER_HELD_BACK if exc.reason.value.startswith("upn_") else exc.reason
+        b.hold(Kind.MEMBERSHIP, index, row, reason)
+        return
+    if valid.member_kind is Kind.LEARNER:
+        member_key = upns.hashes.get(valid.member_ref)
+    else:
+        known_staff = valid.member_ref in members[Kind.STAFF] or valid.member_ref in held_staff
+        member_key = valid.member_ref if known_staff else None
+    if member_key is None:
+        b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_UNKNOWN)
+        return
+    record = wire_record(
+        Kind.MEMBERSHIP,
+        {"group_id": valid.group_id, "member_kind": valid.member_kind.value, "member_key": member_key},
+    )
+    key = record_key(Kind.MEMBERSHIP, record)
+    if member_key not in members[valid.member_kind]:
+        b.hold(Kind.MEMBERSHIP, index, row, Reason.MEMBER_HELD_BACK, key)
+    elif valid.group_id not in groups:
+        is_held = valid.group_id in held_groups
+        reason = Reason.MEMBER_HELD_BACK if is_held else Reason.GROUP_UNKNOWN
+        b.hold(Kind.MEMBERSHIP, index, row, reason, key if is_held else None)
+    elif key not in entries:  # the same membership listed twice is one membership
+        entries[key] = Entry(Kind.MEMBERSHIP, key, record, record_digest(record), False, None, fp)
