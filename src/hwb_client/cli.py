@@ -347,7 +347,7 @@ def _print_summary(progress: Any, out: TextIO, *, dry_run: bool) -> None:
 
 
 def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
-    from hwb_client.workers import school_runner, tune_gc_for_runs
+    from hwb_client.workers import close_idle, school_runner, tune_gc_for_runs
 
     settings = _load(args)
     if args.as_of is not None and not args.dry_run:
@@ -410,6 +410,7 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
                 future.cancel()
             raise
         finally:
+            close_idle(run_school)
             if progress is not None:
                 progress.close()
     if progress is not None:

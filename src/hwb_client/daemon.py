@@ -44,6 +44,7 @@ from hwb_client.i18n import ngettext
 from hwb_client.platform import systemd
 from hwb_client.platform.files import atomic_write
 from hwb_client.settings import ScheduleSettings, SchoolSettings, Settings
+from hwb_client.workers import close_idle
 
 log = structlog.get_logger("hwb_client.daemon")
 
@@ -296,6 +297,7 @@ class _Daemon:
             finished = self.clock()
             with self.state_lock:
                 self.in_flight.discard(dfes)
+                round_over = not self.in_flight
                 if outcome != "not_started":
                     entry = self.state.schools.setdefault(dfes, {})
                     entry.update(last_outcome=outcome, last_finished_at=_iso(finished), last_run_id=run_id)
@@ -303,6 +305,8 @@ class _Daemon:
                         entry["last_success_at"] = _iso(finished)
             if outcome != "not_started":
                 self.save_state()
+            if round_over:  # idle worker processes give their memory back until the next round
+                close_idle(self.run_school)
 
     # -- status -----------------------------------------------------------------------------------
 
@@ -377,6 +381,7 @@ class _Daemon:
                 # Never pause first: a paused 3.11 scheduler can still run due jobs once during shutdown.
                 scheduler.shutdown(wait=True)
                 self.pool.shutdown(wait=True, cancel_futures=True)
+                close_idle(self.run_school)
             finally:
                 if watching:
                     faulthandler.cancel_dump_traceback_later()
@@ -395,7 +400,7 @@ def _dump_stacks_later(seconds: float) -> bool:
 
 
 def _default_run_school(settings: Settings) -> RunSchool:
-    from hwb_client.workers import school_runner  # a worker process per school, where it helps
+    from hwb_client.workers import school_runner  # worker processes, where they help
 
     return school_runner(settings.schedule.max_concurrent_schools)
 

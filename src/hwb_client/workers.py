@@ -3,22 +3,27 @@
 A run's per-row work (reading rows through pyodbc, fingerprints, the snapshot, the diff) is Python, held
 to one core by the interpreter lock: two schools in two threads of one process share that core, two
 schools in two processes use two. ``school_runner`` gives what the CLI and the daemon call for each
-school: ``run_school_in_process`` where it helps (more than one school at a time, and a ``forkserver``:
+school: a ``SchoolWorkers`` pool where it helps (more than one school at a time, and a ``forkserver``:
 Linux), else ``run.run_school`` itself, in the calling thread (one school at a time, or Windows, where
 the service's schools run in threads of the service process).
 
-Each school runs in a fresh process forked from a ``forkserver`` that has the client's modules imported
-already: a fork, not an interpreter start. The worker gets the parent's settings, environment and
-language; it sends its log records and then its one result (or the error it raised) back over a pipe.
-The parent writes the records through its own handlers (console, journald, the one rotating log file),
-and does what follows a run (status file, Prometheus textfile, alerts), so those files have one writer.
+The pool holds up to ``schedule.max_concurrent_schools`` worker processes, forked from a ``forkserver``
+that has the client's modules imported already. Each worker runs one school, then the next: a process
+that has run a school reuses the memory it took for the next (a fresh process per school spent a third
+of its time in the kernel, faulting in new pages). For each school the worker takes the parent's
+settings, environment and language; it sends its log records and then its one result (or the error it
+raised) back over a pipe. The parent writes the records through its own handlers (console, journald,
+the one rotating log file) and does what follows a run (status file, Prometheus textfile, alerts), so
+those files have one writer. Idle workers are closed when the run of every school (or the daemon's
+round) is over.
 
 Stopping: the parent's stop event (SIGTERM/SIGINT, the service stop) is forwarded to the worker over a
 second pipe, and the worker stops between batches as a run in a thread does, releasing its school lock
 on the way out. A worker also stops when its parent dies (the pipe closes) and on SIGTERM/SIGINT of its
 own (a Ctrl-C reaches the whole process group; systemd signals the whole control group). A worker killed
 outright (SIGKILL, the OOM killer, a failpoint) leaves its school's state as a killed client would: the
-next run recovers it. The parent reports that school as failed, exit code 70, and the others go on.
+next run recovers it. The parent reports that school as failed, exit code 70, and the others go on in
+a new worker.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ import logging
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import sys
 import threading
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -62,13 +68,19 @@ def available() -> bool:
 
 
 def school_runner(concurrent_schools: int) -> RunSchool:
-    """What runs one school: in a worker process when schools run side by side and workers are
-    available, else ``run.run_school`` in the calling thread."""
+    """What runs one school: a ``SchoolWorkers`` pool when schools run side by side and workers are
+    available (close it when done: ``close_idle``), else ``run.run_school`` in the calling thread."""
     if concurrent_schools > 1 and available():
-        return run_school_in_process
+        return SchoolWorkers(concurrent_schools)
     from hwb_client.run import run_school
 
     return run_school
+
+
+def close_idle(run_school: object) -> None:
+    """Close a pool's idle workers (nothing for ``run.run_school``)."""
+    if isinstance(run_school, SchoolWorkers):
+        run_school.close_idle()
 
 
 @dataclass(frozen=True)
@@ -92,51 +104,111 @@ def _shared_context() -> Any:
         return _context
 
 
-def run_school_in_process(
-    settings: Settings,
-    school: SchoolSettings,
-    *,
-    stop: threading.Event | None = None,
-    **options: Any,
-) -> RunResult:
-    """``run.run_school`` in a worker process: the same result, the same errors raised (a held lock,
-    a bad setting), then what follows a run, here. A worker that dies gives a failed result."""
-    from hwb_client.operator.after_run import after_run
+class _Worker:
+    """One worker process, its pipe for results and log records and its pipe for jobs and stops."""
 
-    stop = stop or threading.Event()
-    context = _shared_context()
-    results, results_end = context.Pipe(duplex=False)
-    stop_end, stopper = context.Pipe(duplex=False)
-    job = _Job(
-        settings,
-        school,
-        options,
-        dict(os.environ),
-        i18n.language(),
-        logging.getLogger().getEffectiveLevel(),
-    )
-    process = context.Process(
-        target=_worker_main, args=(job, results_end, stop_end), name=f"hwb-school-{school.dfes_number}"
-    )
-    process.start()
-    log.info("school_worker_started", dfes=school.dfes_number, pid=process.pid)
-    results_end.close()
-    stop_end.close()
-    try:
-        message = _receive(results, stop, stopper)
-    finally:
-        results.close()
-        stopper.close()
-        process.join()
-    if message is None:
-        return _died(school, options, process.exitcode)
-    what, value = message
-    if what == "error":
-        raise value
-    result: RunResult = value
-    if not result.dry_run:
-        after_run(settings, school, result)  # status file, Prometheus textfile, alerts; never raises
-    return result
+    def __init__(self, context: Any) -> None:
+        self.results, results_end = context.Pipe(duplex=False)
+        control_end, self.control = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_worker_main, args=(results_end, control_end), name="hwb-school-worker"
+        )
+        self.process.start()
+        results_end.close()
+        control_end.close()
+
+    def run(self, job: _Job, stop: threading.Event) -> Any:
+        """The job's result or error; None if the worker died (or had died) without sending one."""
+        try:
+            self.control.send(("job", job))
+        except OSError:
+            return None
+        return _receive(self.results, stop, self.control)
+
+    def close(self, *, wait: float = 10.0) -> None:
+        """Close its pipes: an idle worker exits at once (a dead one is only reaped)."""
+        self.control.close()
+        self.results.close()
+        self.process.join(wait)
+        if self.process.is_alive():  # pragma: no cover - a worker that ignores its closed pipe
+            self.process.kill()
+            self.process.join()
+
+
+class SchoolWorkers:
+    """``run.run_school`` in worker processes, at most ``size`` at a time (the callers' threads decide
+    how many run at once): called as ``run_school`` is, with the same result and the same errors raised
+    (a held lock, a bad setting), then what follows a run, here. A worker that dies gives its school a
+    failed result and is not used again."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def __call__(
+        self,
+        settings: Settings,
+        school: SchoolSettings,
+        *,
+        stop: threading.Event | None = None,
+        **options: Any,
+    ) -> RunResult:
+        from hwb_client.operator.after_run import after_run
+
+        stop = stop or threading.Event()
+        job = _Job(
+            settings,
+            school,
+            options,
+            dict(os.environ),
+            i18n.language(),
+            logging.getLogger().getEffectiveLevel(),
+        )
+        worker = self._take()
+        log.info("school_worker_started", dfes=school.dfes_number, pid=worker.process.pid)
+        message = worker.run(job, stop)
+        if message is None:
+            worker.close()
+            return _died(school, options, worker.process.exitcode)
+        self._give_back(worker)
+        what, value = message
+        if what == "error":
+            raise value
+        result: RunResult = value
+        if not result.dry_run:
+            after_run(settings, school, result)  # status file, Prometheus textfile, alerts; never raises
+        return result
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.is_alive():
+                    return worker
+                worker.close()
+        return _Worker(_shared_context())
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(worker)
+                return
+        worker.close()
+
+    def close_idle(self) -> None:
+        """Close the idle workers (a run of every school, or a daemon's round, is over): their memory
+        goes back to the system; the next school starts a new one."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
+    def __enter__(self) -> SchoolWorkers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close_idle()
 
 
 def _receive(results: Connection, stop: threading.Event, stopper: Connection) -> Any:
@@ -147,7 +219,7 @@ def _receive(results: Connection, stop: threading.Event, stopper: Connection) ->
         if stop.is_set() and not forwarded:
             forwarded = True
             with contextlib.suppress(OSError):  # a worker gone already: its result (or death) is in the pipe
-                stopper.send(True)
+                stopper.send(("stop", None))
         if not results.poll(_POLL_SECONDS):
             continue
         try:
@@ -223,53 +295,81 @@ class _Forward(logging.Handler):
             sys.stderr.write(json.dumps(record.msg, default=str) + "\n")
 
 
-def _worker_main(job: _Job, results: Connection, stop_end: Connection) -> None:
-    """In the worker: become the parent's environment and language, take a stop from the parent or a
-    signal, run the school, send one message."""
-    os.environ.clear()
-    os.environ.update(job.environ)
+@dataclass
+class _Current:
+    """In a worker: the stop of the school running, and whether the worker itself is stopping."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False
+
+
+def _worker_main(results: Connection, control: Connection) -> None:
+    """In the worker: run each school the parent sends, one at a time, until the parent closes the pipe
+    (or dies); stop the school running when told, or on SIGTERM/SIGINT."""
     from hwb_client import logs
     from hwb_client.platform import failpoints
+    from hwb_client.run import run_school
 
-    failpoints.arm_from_environment()
-    stop = threading.Event()
+    jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+    current = _Current()
 
-    def on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
+    def stop_all(_signum: int = 0, _frame: Any = None) -> None:
+        current.stopping = True
+        current.stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    threading.Thread(target=_stop_when_told, args=(stop_end, stop), daemon=True).start()
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    threading.Thread(target=_read_control, args=(control, jobs, current, stop_all), daemon=True).start()
     sending = threading.Lock()
 
     def send(message: Any) -> None:
         with sending:
             results.send(message)
 
-    i18n.activate(job.language)
-    logs.configure_forwarding(_Forward(send), level=job.log_level)
+    forward = _Forward(send)
     tune_gc_for_runs()
-    from hwb_client.run import run_school
-
-    try:
+    while (job := jobs.get()) is not None:
+        stop = current.stop = threading.Event()
+        if current.stopping:
+            stop.set()
+        os.environ.clear()
+        os.environ.update(job.environ)
+        failpoints.arm_from_environment()
+        i18n.activate(job.language)
+        logs.configure_forwarding(forward, level=job.log_level)
         try:
-            result = run_school(job.settings, job.school, stop=stop, after=False, **job.options)
-            message: tuple[str, Any] = ("result", _portable(result))
-        except HwbClientError as exc:
-            message = ("error", _portable_error(exc))
-        with contextlib.suppress(OSError):  # a parent gone has no use for it; the state has it all
+            try:
+                result = run_school(job.settings, job.school, stop=stop, after=False, **job.options)
+                message: tuple[str, Any] = ("result", _portable(result))
+            except HwbClientError as exc:
+                message = ("error", _portable_error(exc))
             send(message)
-    except Exception:  # a bug: logged with its traceback; the parent reports the school as failed
-        log.error("unexpected_error", dfes=job.school.dfes_number, traceback=traceback.format_exc())
-        os._exit(WorkerDied.exit_code)
-    finally:
-        results.close()
+        except OSError:  # the parent has gone: it has no use for the result; the state has it all
+            break
+        except Exception:  # a bug: logged with its traceback; the parent reports the school as failed
+            log.error("unexpected_error", dfes=job.school.dfes_number, traceback=traceback.format_exc())
+            os._exit(WorkerDied.exit_code)
+    results.close()
 
 
-def _stop_when_told(stop_end: Connection, stop: threading.Event) -> None:
-    with contextlib.suppress(EOFError, OSError):  # the parent has gone: stop as if told
-        stop_end.recv()
-    stop.set()
+def _read_control(
+    control: Connection,
+    jobs: queue.SimpleQueue[_Job | None],
+    current: _Current,
+    stop_all: Callable[[], None],
+) -> None:
+    """Jobs to the queue, a stop to the school running; the pipe closed (the parent done, or dead):
+    stop the school running and end after it."""
+    try:
+        while True:
+            what, job = control.recv()
+            if what == "job":
+                jobs.put(job)
+            else:
+                current.stop.set()
+    except (EOFError, OSError):
+        stop_all()
+        jobs.put(None)
 
 
 def tune_gc_for_runs() -> None:

@@ -173,3 +173,21 @@ def test_a_parent_killed_outright_leaves_no_worker_holding_a_school(rlab, proxy,
     proxy.set_rules()
     _converges(lab, before)
     scenario.figures.update({"schools": 2, "parent": "SIGKILL", "workers left": 0})
+
+
+def test_two_workers_run_three_schools_one_after_another(rlab, scenario):
+    """Three schools, two at a time: two worker processes, one of which runs a second school when it
+    is free (a process that has run a school reuses its memory; a fresh one per school spent a third of
+    its time in the kernel). Every school is provisioned, and what the workers logged is in the log."""
+    lab = rlab(schools=3)
+    for school in lab.schools:
+        small_school(school.mis_path, school.dfes_number, learners=30).close()
+    run = lab.run_now()
+    assert run.returncode == 0, run.stdout + run.stderr
+    started = run.events("school_worker_started")
+    assert sorted(e["dfes"] for e in started) == sorted(s.dfes_number for s in lab.schools)
+    assert len({e["pid"] for e in started}) == 2
+    assert {e["dfes"] for e in run.events("run_finished")} == {s.dfes_number for s in lab.schools}
+    for school in lab.schools:
+        lab.assert_sandbox_matches_mis(school.dfes_number)
+    scenario.figures.update({"schools": 3, "worker processes": 2})
