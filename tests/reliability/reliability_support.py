@@ -114,7 +114,9 @@ class RLab:
         self.lab.env.update(env)
         started = time.monotonic()
         try:
-            done: subprocess.CompletedProcess[str] = self.lab.cli(*args, timeout=timeout)
+            # in the lab's folder: a relative path in a fuzzed setting (client.log_file = "25:61") is
+            # made there, not in the working tree
+            done: subprocess.CompletedProcess[str] = self.lab.cli(*args, timeout=timeout, cwd=self.root)
         finally:
             self.lab.env.clear()
             self.lab.env.update(saved)
