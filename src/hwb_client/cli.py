@@ -347,6 +347,7 @@ def _print_summary(progress: Any, out: TextIO, *, dry_run: bool) -> None:
 
 
 def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
+    from hwb_client.operator import monitoring
     from hwb_client.workers import close_idle, school_runner, tune_gc_for_runs
 
     settings = _load(args)
@@ -399,7 +400,10 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     # process: one school's per-row Python work runs on another core than the other's, its MIS query or
     # API round trip overlaps the other's work, and a slow school holds up no other. Each result is
     # printed as its school finishes.
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hwb-school") as pool:
+    with (
+        monitoring.coalesced(),  # the status and Prometheus files: at most every 2 s, and at the end
+        concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hwb-school") as pool,
+    ):
         futures = [pool.submit(run_one, school) for school in schools]
         try:
             results = [future.result() for future in futures]

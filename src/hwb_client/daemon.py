@@ -345,6 +345,12 @@ class _Daemon:
     # -- lifetime ---------------------------------------------------------------------------------
 
     def serve(self) -> int:
+        from hwb_client.operator import monitoring
+
+        with monitoring.coalesced():  # the status and Prometheus files: at most every 2 s
+            return self._serve()
+
+    def _serve(self) -> int:
         owed = self.catch_up_owed()
         self.save_state()
         self.warn_if_calendar_ends_soon()
