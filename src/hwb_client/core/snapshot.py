@@ -179,8 +179,6 @@ class _Builder:
 
     today: dt.date
     keyed: Callable[[bytes], str]
-    fingerprint: Callable[[Kind, Row], bytes | None]
-    known: Mapping[bytes, Known]
     fingerprints: RowFingerprints | None = None
     snapshot: Snapshot = field(default_factory=Snapshot)
     _first_rows: dict[tuple[Kind, str], tuple[int, Row]] = field(default_factory=dict)
@@ -248,10 +246,11 @@ class _Builder:
         on_known: Callable[[Row, Known], None] | None = None,
     ) -> None:
         """Every row of a kind: known by its fingerprint, or validated and built, or held back."""
+        fingerprints = self.fingerprints
         for index, row in enumerate(rows, start=1):
             self.snapshot.rows_read[kind] += 1
-            fp = self.fingerprint(kind, row)
-            hit = self.known.get(fp) if fp is not None else None
+            fp = fingerprints(kind, row) if fingerprints is not None else None
+            hit = fingerprints.known.get(fp) if fingerprints is not None and fp is not None else None
             if hit is not None:
                 if on_known is not None:
                     on_known(row, hit)
@@ -374,8 +373,6 @@ def build_snapshot(
     b = _Builder(
         today,
         keyed or _plain,
-        fingerprints or (lambda _kind, _row: None),
-        fingerprints.known if fingerprints is not None else {},
         fingerprints,
     )
     upns = _Upns(hasher)
@@ -409,7 +406,8 @@ def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns) -> None:
     members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
     learners, staff = members[Kind.LEARNER], members[Kind.STAFF]
     groups, entries = snap.entries[Kind.GROUP], snap.entries[Kind.MEMBERSHIP]
-    known, learner, membership = b.known.get, Kind.LEARNER.value, Kind.MEMBERSHIP
+    known: Mapping[bytes, Known] = b.fingerprints.known if b.fingerprints is not None else {}
+    learner, membership = Kind.LEARNER.value, Kind.MEMBERSHIP
     index = 0
     for names, chunk in _value_chunks(rows):
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
@@ -420,7 +418,7 @@ def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns) -> None:
                 running = prefixed.copy()
                 running.update(repr(values).encode())
                 fp = running.digest()
-                hit = known(fp)
+                hit = known.get(fp)
                 if hit is not None:
                     key = hit.key
                     group_id, member_kind, member_ref = key.split("/", 2)
