@@ -126,7 +126,8 @@ def compare(root: Path, repeats: int = 3) -> None:
                 m = run_bench.measure(command, log=root / "compare.log", sandbox_pid=None, env=env)
                 print(
                     f"max_concurrent_schools={workers} exit={m.exit_code} wall_s={m.seconds:.2f} "
-                    f"cpu_s={m.cpu_seconds:.2f} tree_pss_mb={m.tree_pss_mb:.0f} tree_rss_mb={m.tree_rss_mb:.0f} "
+                    f"cpu_s={m.cpu_seconds:.2f} kernel_s={m.kernel_seconds:.2f} minor_faults={m.minor_faults} "
+                    f"tree_pss_mb={m.tree_pss_mb:.0f} tree_rss_mb={m.tree_rss_mb:.0f} "
                     f"load={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )

@@ -108,6 +108,8 @@ class Measured:
     tree_rss_mb: float = 0.0
     tree_pss_mb: float = 0.0
     processes: int = 1
+    kernel_seconds: float = 0.0
+    minor_faults: int = 0
 
 
 def _proc_cpu_seconds(pid: int | None) -> float:
@@ -185,6 +187,7 @@ while True:
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w") as out:
     json.dump({"seconds": seconds, "exit_code": code, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+               "kernel_seconds": usage.ru_stime, "minor_faults": usage.ru_minflt,
                "peak_rss_kib": usage.ru_maxrss, "tree_rss_kib": peak["rss"], "tree_pss_kib": peak["pss"],
                "processes": peak["processes"]}, out)
 """
@@ -214,6 +217,8 @@ def measure(command: Sequence[str], *, log: Path, sandbox_pid: int | None, env: 
         tree_rss_mb=usage["tree_rss_kib"] / 1024,
         tree_pss_mb=usage["tree_pss_kib"] / 1024,
         processes=usage["processes"],
+        kernel_seconds=usage.get("kernel_seconds", 0.0),
+        minor_faults=usage.get("minor_faults", 0),
     )
 
 

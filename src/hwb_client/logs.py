@@ -100,6 +100,12 @@ def _bare_root() -> logging.Logger:
     return root
 
 
+def _quiet_noisy_loggers() -> None:
+    """Libraries that talk a lot say only warnings and worse."""
+    for noisy in ("urllib3", "apscheduler", "waitress"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def configure_forwarding(handler: logging.Handler, *, level: int) -> None:
     """In a worker process: every event, redacted and timestamped as here, goes to ``handler`` (which
     hands it to the parent process, whose own handlers write it: one writer per log file)."""
@@ -107,8 +113,7 @@ def configure_forwarding(handler: logging.Handler, *, level: int) -> None:
     root = _bare_root()
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("urllib3", "apscheduler", "waitress"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    _quiet_noisy_loggers()
 
 
 def configure(
@@ -172,8 +177,7 @@ def configure(
         )
         root.addHandler(file_handler)
     root.setLevel(level.upper())
-    for noisy in ("urllib3", "apscheduler", "waitress"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_noisy_loggers()
 
 
 def reopen_log_files() -> int:

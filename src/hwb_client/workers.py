@@ -204,12 +204,6 @@ class SchoolWorkers:
         for worker in idle:
             worker.close()
 
-    def __enter__(self) -> SchoolWorkers:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close_idle()
-
 
 def _receive(results: Connection, stop: threading.Event, stopper: Connection) -> Any:
     """The worker's result or error, writing its log records meanwhile and forwarding ``stop``; None
