@@ -4,6 +4,7 @@
     .venv/bin/python bench/profile_no_change.py time --work-dir /tmp/prof    # CPU of 3 no-change runs
     .venv/bin/python bench/profile_no_change.py profile --work-dir /tmp/prof # cProfile, by own time
     .venv/bin/python bench/profile_no_change.py compare --work-dir /tmp/prof # 1 process vs 2 workers
+    .venv/bin/python bench/profile_no_change.py churn --work-dir /tmp/prof   # 1 % changed, cProfile (wall)
 
 What `docs/performance.md` quotes for the per-row levers: the schools run one after another in this
 process (``run.run_school``), so the figure is the client's work alone, without worker processes,
@@ -104,6 +105,47 @@ def _runs(root: Path, repeats: int, profiler: Any = None) -> list[float]:
     return seconds
 
 
+def churn_profile(root: Path, share: float = 0.01) -> None:
+    """One night's churn (``hwb_synth.mutate.churn``) on top of the last, loaded into the MIS, then one
+    run of every school in this process under cProfile with its default wall-clock timer: the time a
+    1 % run spends waiting (HTTP, fsync) shows next to its CPU."""
+    import pickle
+
+    from hwb_synth.generate import generate
+    from hwb_synth.load import load_sqlite
+    from hwb_synth.mutate import churn
+    from hwb_synth.scales import schools_for
+
+    saved = root / "mis-data.pickle"
+    counter = root / "churns"
+    if saved.exists():
+        data = pickle.loads(saved.read_bytes())  # our own file
+    else:
+        settings_schools = {s.dfes_number for s in _lab_schools(root)}
+        schools = [s for s in schools_for("la", 1) if s.dfes_number in settings_schools]
+        today = dt.date.today()
+        data = generate(1, schools, academic_year=today.year if today.month >= 8 else today.year - 1)
+    done = int(counter.read_text()) if counter.exists() else 0
+    changed = churn(data, share, seed=done + 1, today=dt.date.today())
+    load_sqlite(changed.data, root / "mis.sqlite3")
+    saved.write_bytes(pickle.dumps(changed.data))
+    counter.write_text(str(done + 1))
+    print(changed.summary)
+    profiler = cProfile.Profile()
+    wall = time.perf_counter()
+    cpu = _runs(root, 1, profiler)[0]
+    print(f"1 % run of every school in one process: wall {time.perf_counter() - wall:.2f} s, CPU {cpu:.2f} s")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
+
+
+def _lab_schools(root: Path) -> list[Any]:
+    from hwb_client.settings import load_settings
+
+    return list(load_settings(root / "lab" / "hwb-client.toml").schools)
+
+
 def compare(root: Path, repeats: int = 3) -> None:
     """The CLI's no-change run with ``max_concurrent_schools`` 1 (in one process) and 2 (two worker
     processes), alternately: wall, CPU and memory of the whole process tree (``run_bench.measure``)."""
@@ -137,7 +179,7 @@ def compare(root: Path, repeats: int = 3) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("setup", "time", "profile", "compare"))
+    parser.add_argument("action", choices=("setup", "time", "profile", "compare", "churn"))
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/hwb-profile"))
     parser.add_argument("--schools", type=int, default=6)
     args = parser.parse_args()
@@ -145,6 +187,8 @@ def main() -> int:
         setup(args.work_dir, args.schools)
     elif args.action == "compare":
         compare(args.work_dir)
+    elif args.action == "churn":
+        churn_profile(args.work_dir)
     elif args.action == "time":
         seconds = _runs(args.work_dir, 3)
         print(

@@ -348,7 +348,7 @@ def _print_summary(progress: Any, out: TextIO, *, dry_run: bool) -> None:
 
 def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     from hwb_client.operator import monitoring
-    from hwb_client.workers import close_idle, school_runner, tune_gc_for_runs
+    from hwb_client.workers import close_idle, largest_first, school_runner, tune_gc_for_runs
 
     settings = _load(args)
     if args.as_of is not None and not args.dry_run:
@@ -365,6 +365,7 @@ def cmd_run_now(args: argparse.Namespace, out: TextIO) -> int:
     )
     tune_gc_for_runs()
     schools = [settings.school(args.school)] if args.school else [s for s in settings.schools if s.enabled]
+    schools = largest_first(settings.client.state_dir, schools)
     stop = _stop_on_signals()
     printing = threading.Lock()
     workers = min(settings.schedule.max_concurrent_schools, len(schools)) or 1

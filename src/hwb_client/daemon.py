@@ -44,7 +44,7 @@ from hwb_client.i18n import ngettext
 from hwb_client.platform import systemd
 from hwb_client.platform.files import atomic_write
 from hwb_client.settings import ScheduleSettings, SchoolSettings, Settings
-from hwb_client.workers import close_idle
+from hwb_client.workers import close_idle, largest_first
 
 log = structlog.get_logger("hwb_client.daemon")
 
@@ -251,7 +251,8 @@ class _Daemon:
             self.state.last_round_at = now
             self.state.last_round_rule = rule
         self.save_state()
-        schools = [school for school in self.settings.schools if school.enabled]
+        enabled = [school for school in self.settings.schools if school.enabled]
+        schools = largest_first(self.settings.client.state_dir, enabled)  # the longest first
         from hwb_client.operator.alerts import check_all
 
         check_all(self.settings)  # a school overdue since the last round is alerted now (once)

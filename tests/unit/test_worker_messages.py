@@ -96,3 +96,17 @@ def test_a_worker_that_died_is_a_failed_run_that_says_nothing_is_lost(welsh, tmp
     assert "fe'i lladdwyd gan signal 9" in welsh_text and "does dim wedi'i golli" in welsh_text
     exited = workers._died(school, {}, 70)
     assert "exited with code 70" in exited.message
+
+
+def test_schools_start_largest_first_by_their_state_and_new_schools_keep_the_config_order(tmp_path: Path) -> None:
+    """Side by side, a large school listed last would run alone at the end while the other core idles:
+    the schools start largest first (by what their state holds), ties and new schools in config order."""
+    schools = [
+        SchoolSettings(dfes_number=dfes, name=dfes, odbc="Driver=SQLite3;Database=x")
+        for dfes in ("6612001", "6612002", "6612003", "6612004", "6612005")
+    ]
+    for dfes, size in (("6612002", 10), ("6612004", 5000), ("6612005", 10)):
+        (tmp_path / f"{dfes}.sqlite3").write_bytes(b"x" * size)
+    ordered = workers.largest_first(tmp_path, schools)
+    assert [s.dfes_number for s in ordered] == ["6612004", "6612002", "6612005", "6612001", "6612003"]
+    assert [s.dfes_number for s in schools][0] == "6612001"  # the config's list itself is left alone
