@@ -105,7 +105,7 @@ def _runs(root: Path, repeats: int, profiler: Any = None) -> list[float]:
     return seconds
 
 
-def churn_profile(root: Path, share: float = 0.01) -> None:
+def churn_profile(root: Path, share: float = 0.01, *, cpu_clock: bool = False) -> None:
     """One night's churn (``hwb_synth.mutate.churn``) on top of the last, loaded into the MIS, then one
     run of every school in this process under cProfile with its default wall-clock timer: the time a
     1 % run spends waiting (HTTP, fsync) shows next to its CPU."""
@@ -121,8 +121,8 @@ def churn_profile(root: Path, share: float = 0.01) -> None:
     if saved.exists():
         data = pickle.loads(saved.read_bytes())  # our own file
     else:
-        settings_schools = {s.dfes_number for s in _lab_schools(root)}
-        schools = [s for s in schools_for("la", 1) if s.dfes_number in settings_schools]
+        in_lab = len(_lab_schools(root))  # the same schools in the same order as ``setup``: the same data
+        schools = sorted(schools_for("la", 1), key=lambda s: -s.learners)[:in_lab]
         today = dt.date.today()
         data = generate(1, schools, academic_year=today.year if today.month >= 8 else today.year - 1)
     done = int(counter.read_text()) if counter.exists() else 0
@@ -130,13 +130,20 @@ def churn_profile(root: Path, share: float = 0.01) -> None:
     load_sqlite(changed.data, root / "mis.sqlite3")
     saved.write_bytes(pickle.dumps(changed.data))
     counter.write_text(str(done + 1))
-    print(changed.summary)
-    profiler = cProfile.Profile()
+    summary = changed.summary
+    print(
+        f"churn {done + 1}: {summary.surname_changes} surnames, {summary.registration_moves} registration "
+        f"moves, {summary.leavers} leavers, {summary.joiners} joiners, {summary.set_moves} set moves; staff: "
+        f"{summary.staff_surname_changes} surnames, {summary.staff_leavers} leavers, {summary.staff_joiners} joiners"
+    )
+    profiler = cProfile.Profile(time.process_time if cpu_clock else time.perf_counter)
     wall = time.perf_counter()
     cpu = _runs(root, 1, profiler)[0]
     print(f"1 % run of every school in one process: wall {time.perf_counter() - wall:.2f} s, CPU {cpu:.2f} s")
+    print("profiled by", "CPU time" if cpu_clock else "wall time")
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(25)
+    stats.print_callers(8)
     stats.sort_stats("cumulative").print_stats(40)
 
 
@@ -182,13 +189,14 @@ def main() -> int:
     parser.add_argument("action", choices=("setup", "time", "profile", "compare", "churn"))
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/hwb-profile"))
     parser.add_argument("--schools", type=int, default=6)
+    parser.add_argument("--cpu", action="store_true", help="churn: profile CPU time, not wall time")
     args = parser.parse_args()
     if args.action == "setup":
         setup(args.work_dir, args.schools)
     elif args.action == "compare":
         compare(args.work_dir)
     elif args.action == "churn":
-        churn_profile(args.work_dir)
+        churn_profile(args.work_dir, cpu_clock=args.cpu)
     elif args.action == "time":
         seconds = _runs(args.work_dir, 3)
         print(

@@ -8,6 +8,7 @@ the national API), whatever happened.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import uuid
 from dataclasses import dataclass
@@ -171,11 +172,15 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
     base = settings.config_path.parent if settings.config_path else None
     profile = load_profile(school.profile, base_dir=base)
     keys = keys_in_use(settings.client.national_key_file, run.today)
-    acknowledged, known = state.index()
+    # Memberships a clean run left settled are not loaded unless this read does not settle them again.
+    settled = state.settled(Kind.MEMBERSHIP)
+    acknowledged, known = state.index(leave_out=frozenset({Kind.MEMBERSHIP}) if settled else frozenset())
+    memberships = functools.cache(lambda: state.kind_index(Kind.MEMBERSHIP))
     fingerprints = None
     if state.fingerprint_key is not None:
         context = f"{'+'.join(keys.key_ids)}|{profile.profile.name}"
-        fingerprints = RowFingerprints(state.fingerprint_key, context, known)
+        later = (lambda: memberships()[1]) if settled else None
+        fingerprints = RowFingerprints(state.fingerprint_key, context, known, later)
     source = MisSource.connect(school.connection_string(), school.dfes_number, profile)
     try:
         decided = plan(
@@ -192,6 +197,8 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
             allowed_flags=run.allowed,
             held_before=state.held_before(),
             previous_hasher=keys.previous,
+            settled=settled,
+            later_memberships=(lambda: memberships()[0]) if settled else None,
         )
     finally:
         source.close()
@@ -246,6 +253,13 @@ def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> N
             guard.held_back_sent(decided.snapshot, state.acknowledged_for(decided.snapshot.held_keys))
         )
     run.log.info("fingerprints_remembered", records=state.remember_fingerprints(decided.snapshot))
+    token = decided.settles_memberships
+    if token is not None and not run.result.refused_by_kind:  # every operation applied
+        records = decided.snapshot.count(Kind.MEMBERSHIP)
+        if state.settle(Kind.MEMBERSHIP, token, records, run.result.run_id):
+            run.log.info("memberships_settled", records=records)
+    elif Kind.MEMBERSHIP in decided.snapshot.settled:
+        run.log.info("memberships_settled_before", records=decided.snapshot.settled[Kind.MEMBERSHIP])
 
 
 __all__ = ["RunResult", "run_school", "signer_for"]

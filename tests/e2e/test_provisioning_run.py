@@ -228,3 +228,51 @@ def test_a_run_report_the_national_api_refuses_for_good_is_set_aside_and_does_no
     assert result.returncode == 0, result.stdout + result.stderr
     assert "run_report_refused" in result.stderr
     assert lab.cli("--run-now").returncode == 0
+
+
+def _events(run, name):
+    return [
+        event
+        for line in run.stderr.splitlines()
+        if line.startswith("{") and (event := json.loads(line)).get("event") == name
+    ]
+
+
+def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_exactly(make_lab):
+    """Memberships are most of a school's rows. A run that leaves them exactly as acknowledged keeps a
+    token of what they came from; the next run with the same token reads them but decides nothing for
+    them. Any change to a class, a member or a person is still sent, and nothing else is."""
+    lab = make_lab([PRIMARY])
+    mis = small_school(lab.schools[0].mis_path, "6612001")
+    first = lab.cli("--run-now")
+    assert first.returncode == 0, first.stderr
+    assert [e["records"] for e in _events(first, "memberships_settled")] == [31]
+    second = lab.cli("--run-now")
+    assert "0 changes sent in 0 batches" in second.stdout
+    assert [e["records"] for e in _events(second, "memberships_settled_before")] == [31]
+    before = manifest(lab)
+
+    mis.add_group(2, "6B")  # a new class; learner 5 moves to it; learner 30 leaves the MIS with their row
+    mis.execute("UPDATE mis_group_member SET group_pk = 2 WHERE pupil_id = 5")
+    mis.execute("DELETE FROM mis_group_member WHERE pupil_id = 30")
+    mis.execute("DELETE FROM mis_pupil WHERE pupil_id = 30")
+    mis.commit()
+    third = lab.cli("--run-now")
+    assert third.returncode == 0, third.stderr
+    assert _events(third, "memberships_settled_before") == []
+    assert "group upsert=1" in third.stdout and "membership remove=2 upsert=1" in third.stdout
+    assert "learner remove=1" in third.stdout
+    after = manifest(lab)
+    moved = f"6B/learner/{hashed(lab, 5)}"
+    assert after[("membership", moved)]["status"] == "active"
+    assert ("membership", f"6A/learner/{hashed(lab, 5)}") not in after or after[
+        ("membership", f"6A/learner/{hashed(lab, 5)}")
+    ]["status"] == "removed"
+    unchanged = {
+        k: v for k, v in before.items() if hashed(lab, 5) not in k[1] and hashed(lab, 30) not in k[1]
+    }
+    assert all(after[k]["digest"] == v["digest"] for k, v in unchanged.items())
+    assert [e["records"] for e in _events(third, "memberships_settled")] == [30]
+    fourth = lab.cli("--run-now")
+    assert "0 changes sent in 0 batches" in fourth.stdout
+    assert [e["records"] for e in _events(fourth, "memberships_settled_before")] == [30]

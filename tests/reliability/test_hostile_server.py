@@ -303,3 +303,41 @@ def test_a_national_database_edited_behind_the_clients_back_is_healed_by_verify(
     again = lab.cli("--run-now", "--verify")
     assert again.events("state_verified")[0]["kinds_mismatched"] == 0
     scenario.figures.update({"records healed": deleted + changed, "kinds fetched": 1})
+
+
+def test_memberships_settled_by_the_client_are_healed_by_verify_when_the_national_side_lost_them(
+    rlab, national, scenario
+):
+    """The client settled the school's memberships (a clean run left them exactly as acknowledged) and
+    the next run skipped them. Then three memberships are deleted from the sandbox's database behind the
+    client's back: ``--run-now --verify`` finds the membership kind differs, forgets the three, which
+    unsettles the memberships, and resends exactly those; the run after settles them again."""
+    lab = rlab(batches=10)
+    small_school(lab.schools[0].mis_path, lab.dfes, learners=12).close()
+    first = lab.run_now()
+    assert first.returncode == 0 and len(first.events("memberships_settled")) == 1
+    with sqlite3.connect(national.db_path, timeout=30) as db:
+        keys = [
+            row[0]
+            for row in db.execute(
+                "SELECT record_key FROM school_records WHERE dfes_number = ? AND kind = 'membership' "
+                "ORDER BY record_key LIMIT 3",
+                (lab.dfes,),
+            )
+        ]
+        db.executemany(
+            "DELETE FROM school_records WHERE dfes_number = ? AND kind = 'membership' AND record_key = ?",
+            [(lab.dfes, key) for key in keys],
+        )
+    skipped = lab.run_now()
+    assert len(skipped.events("memberships_settled_before")) == 1 and skipped.events("batch_acknowledged") == []
+    healed = lab.cli("--run-now", "--verify")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    (verified,) = healed.events("state_verified")
+    assert verified["kinds_mismatched"] == 1 and verified["forgotten"] == 3
+    assert healed.events("memberships_settled_before") == []
+    (acked,) = healed.events("batch_acknowledged")
+    assert acked["operations"] == 3
+    assert len(healed.events("memberships_settled")) == 1
+    lab.assert_sandbox_matches_mis()
+    scenario.figures.update({"memberships healed": 3})

@@ -2,10 +2,14 @@
 
 import datetime as dt
 
+import pytest
+
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged, diff
+from hwb_client.core.guard import GuardPolicy
 from hwb_client.core.model import Kind
+from hwb_client.core.plan import BatchPolicy, plan
 from hwb_client.core.pseudonymise import UpnHasher
-from hwb_client.core.snapshot import Known, RowFingerprints, SourceRows, build_snapshot
+from hwb_client.core.snapshot import Known, RowChunks, RowFingerprints, Settled, SourceRows, build_snapshot
 from hwb_client.core.upn import make_upn
 
 HASH = UpnHasher("nat-test", b"k" * 32)
@@ -127,3 +131,120 @@ def test_a_fingerprint_is_the_same_bytes_as_the_previous_releases_so_stored_ones
         data = repr((context, Kind.LEARNER.value, names)).encode() + repr(tuple(row.values())).encode()
         assert fingerprints(Kind.LEARNER, row) == hashlib.blake2b(data, key=key, digest_size=16).digest()
     assert fingerprints(Kind.LEARNER, learner(1)) != fingerprints(Kind.STAFF, learner(1))
+
+
+# -- settled memberships: a whole school's memberships skipped when nothing they depend on changed ------
+
+
+STAFF = [
+    {"staff_code": "DAP", "legal_forename": "Dafydd", "legal_surname": "Price", "start_date": "2019-09-01"}
+]
+
+
+def staff_member(code="DAP", group="7W"):
+    return {"group_id": group, "member_kind": "staff", "upn": None, "staff_code": code}
+
+
+def school(learners=(1, 2, 3), memberships=None, staff=None, groups=None):
+    people = [learner(n) for n in learners]
+    members = [member(n) for n in (1, 2, 3)] + [staff_member()] if memberships is None else memberships
+    return SourceRows(
+        people, STAFF if staff is None else staff, GROUPS if groups is None else groups, members
+    )
+
+
+def settled_after(snapshot):
+    """What the state keeps after a clean run of ``snapshot``: its token and its membership count."""
+    return Settled(snapshot.tokens[Kind.MEMBERSHIP], snapshot.count(Kind.MEMBERSHIP))
+
+
+def test_unchanged_memberships_are_settled_and_none_is_sent_or_removed() -> None:
+    first = build_snapshot(school(), HASH, TODAY, fingerprints())
+    acknowledged, known = remember(first)
+    second = build_snapshot(school(), HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    assert second.settled == {Kind.MEMBERSHIP: 4}
+    assert second.entries[Kind.MEMBERSHIP] == {} and second.count(Kind.MEMBERSHIP) == 4
+    assert second.rows_read[Kind.MEMBERSHIP] == 4
+    # the acknowledged memberships are all there, yet none of them is removed: a settled kind is skipped
+    assert len(acknowledged[Kind.MEMBERSHIP]) == 4 and diff(second, acknowledged) == []
+
+
+def test_the_token_is_the_same_however_the_driver_cut_the_rows_into_chunks() -> None:
+    fields = ("group_id", "member_kind", "upn", "staff_code")
+    values = [tuple(m[f] for f in fields) for m in [member(1), member(2), member(3), staff_member()]]
+    tokens = set()
+    for size in (1, 3, 4):
+        chunks = [values[i : i + size] for i in range(0, len(values), size)]
+        rows = SourceRows([learner(n) for n in (1, 2, 3)], STAFF, GROUPS, RowChunks(fields, chunks))
+        tokens.add(build_snapshot(rows, HASH, TODAY, fingerprints()).tokens[Kind.MEMBERSHIP])
+    assert len(tokens) == 1
+
+
+CHANGES = {
+    "a learner moved to another class": school(
+        memberships=[member(1), member(2), {**member(3), "group_id": "7X"}, staff_member()],
+        groups=[*GROUPS, {**GROUPS[0], "group_id": "7X", "name": "7X"}],
+    ),
+    "a membership added": school(
+        learners=(1, 2, 3, 4), memberships=[*(member(n) for n in (1, 2, 3, 4)), staff_member()]
+    ),
+    "a membership gone from the MIS": school(memberships=[member(1), member(2), staff_member()]),
+    "a learner gone from the MIS, their membership row still there": school(learners=(1, 2)),
+    "a learner now held back": SourceRows(
+        [learner(1), learner(2), learner(3, date_of_birth=None)],
+        STAFF,
+        GROUPS,
+        [*(member(n) for n in (1, 2, 3)), staff_member()],
+    ),
+    "the teacher gone from the MIS": school(staff=[]),
+    "the teacher's row held back": school(staff=[{**STAFF[0], "start_date": None}]),
+    "the class gone from the MIS": school(groups=[]),
+    "the rows in another order": school(memberships=[staff_member(), member(3), member(2), member(1)]),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_any_change_memberships_depend_on_takes_the_full_path_and_decides_as_without_the_short_cut(
+    change,
+) -> None:
+    first = build_snapshot(school(), HASH, TODAY, fingerprints())
+    acknowledged, known = remember(first)
+    settled = build_snapshot(CHANGES[change], HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    plain = build_snapshot(CHANGES[change], HASH, TODAY, fingerprints(known))
+    assert settled.settled == {}
+    assert diff(settled, acknowledged) == diff(plain, acknowledged)
+    assert [h.reason for h in settled.held_back] == [h.reason for h in plain.held_back]
+
+
+def test_another_national_key_or_profile_never_settles() -> None:
+    first = build_snapshot(school(), HASH, TODAY, fingerprints())
+    _, known = remember(first)
+    other = RowFingerprints(b"f" * 32, "nat-test-2|reference", known)
+    assert build_snapshot(school(), HASH, TODAY, other, settled=settled_after(first)).settled == {}
+
+
+def test_memberships_with_one_held_back_are_never_offered_to_be_settled() -> None:
+    held = school(memberships=[member(1), member(2), member(3), staff_member("NOBODY")])
+    decided = plan(
+        held,
+        hasher=HASH,
+        acknowledged={},
+        today=TODAY,
+        guard_policy=GuardPolicy(),
+        batch_policy=BatchPolicy(),
+        ids=None,
+        fingerprints=fingerprints(),
+    )
+    assert [h.reason.value for h in decided.snapshot.held_back] == ["member_unknown"]
+    assert decided.settles_memberships is None
+    clean = plan(
+        school(),
+        hasher=HASH,
+        acknowledged={},
+        today=TODAY,
+        guard_policy=GuardPolicy(),
+        batch_policy=BatchPolicy(),
+        ids=None,
+        fingerprints=fingerprints(),
+    )
+    assert clean.settles_memberships == clean.snapshot.tokens[Kind.MEMBERSHIP]

@@ -121,7 +121,9 @@ def test_a_new_acknowledged_digest_unbinds_the_old_rows_fingerprint(tmp_path: Pa
     store.add_to_outbox([same])
     store.acknowledge(store.pending_batches()[0], [OperationResult("unchanged")])
     assert b"\x01" in store.index()[1]  # the same digest keeps its fingerprint
-    leave = PendingBatch("b3", "run3", 1, BODY, None, (PendingOp(Op.LEAVE, Kind.STAFF, "SJE", "sha-256:left"),))
+    leave = PendingBatch(
+        "b3", "run3", 1, BODY, None, (PendingOp(Op.LEAVE, Kind.STAFF, "SJE", "sha-256:left"),)
+    )
     store.add_to_outbox([leave])
     store.acknowledge(store.pending_batches()[0], [OperationResult("applied")])
     assert store.index()[1] == {}
@@ -148,3 +150,76 @@ def test_the_index_and_a_few_records_of_it_say_the_same_as_the_whole_table(tmp_p
     assert list(known) == [b"\x02"] and known[b"\x02"].key == "OLD" and known[b"\x02"].leaving
     few = store.acknowledged_for([(Kind.STAFF, "ABC"), (Kind.STAFF, "GONE")])
     assert few[Kind.STAFF] == {"ABC": whole[Kind.STAFF]["ABC"]} and few[Kind.LEARNER] == {}
+
+
+def _memberships(store: StateStore, batch_id: str, *ops: PendingOp, answer: str = "applied") -> None:
+    store.add_to_outbox([PendingBatch(batch_id, "run1", 1, BODY, None, ops)])
+    store.acknowledge(store.pending_batches()[0], [OperationResult(answer)] * len(ops))
+
+
+def _member(n: int, op: Op = Op.UPSERT) -> PendingOp:
+    return PendingOp(op, Kind.MEMBERSHIP, f"6A/learner/k:{n}", None if op is Op.REMOVE else f"sha-256:{n}")
+
+
+def test_settled_memberships_are_kept_only_as_acknowledged_and_forgotten_at_any_write_to_them(
+    tmp_path: Path,
+) -> None:
+    """A token is kept only when the acknowledged memberships are as many as the run decided, all active,
+    with nothing waiting to be sent; whatever writes an acknowledged membership afterwards (an
+    acknowledgement, anti-entropy forgetting one, a rebuild from the manifest, a re-keying) forgets it,
+    and a write to another kind does not."""
+    store = StateStore.open(tmp_path, "6612001")
+    store.fingerprint_key = b"f" * 32  # as a state with its local secret has
+    _memberships(store, "b1", _member(1), _member(2))
+    assert not store.settle(Kind.MEMBERSHIP, b"t" * 16, 3, "run1")  # one decided was not acknowledged
+    store.add_to_outbox([batch("waiting")])
+    assert not store.settle(Kind.MEMBERSHIP, b"t" * 16, 2, "run1")  # something still waits to be sent
+    store.discard("waiting")
+    assert store.settle(Kind.MEMBERSHIP, b"t" * 16, 2, "run1")
+    assert store.settled(Kind.MEMBERSHIP) == (b"t" * 16, 2)
+    assert store.index(leave_out=frozenset({Kind.MEMBERSHIP}))[0].get(Kind.MEMBERSHIP) is None
+    assert set(store.kind_index(Kind.MEMBERSHIP)[0]) == {"6A/learner/k:1", "6A/learner/k:2"}
+
+    _memberships(store, "b2", PendingOp(Op.UPSERT, Kind.LEARNER, "k:9", "sha-256:9"))
+    assert store.settled(Kind.MEMBERSHIP) is not None  # a learner written: the memberships stand
+    writes = {
+        "acknowledged": lambda: _memberships(store, "b3", _member(3)),
+        "removed": lambda: _memberships(store, "b4", _member(1, Op.REMOVE)),
+        "re-keyed": lambda: store.rekey([(Kind.MEMBERSHIP, "6A/learner/k:2", "6A/learner/k2:2")]),
+        "fingerprint bound": lambda: store.db.execute(
+            "UPDATE acknowledged SET fingerprint = x'01' WHERE kind = 'membership'"
+        ),
+        "forgotten": lambda: store.db.execute("DELETE FROM acknowledged WHERE key = '6A/learner/k:3'"),
+        "rebuilt": lambda: store.replace_acknowledged([]),
+    }
+    for name, write in writes.items():
+        assert store.kind_index(Kind.MEMBERSHIP)[0], name  # there is still a membership to write to
+        store.db.execute(
+            "INSERT OR REPLACE INTO settled_kinds VALUES ('membership', x'00', 0, 'run1', 'now')"
+        )
+        write()
+        assert store.settled(Kind.MEMBERSHIP) is None, name
+    store.close()
+
+
+def test_a_state_of_the_previous_release_migrates_to_settled_memberships_with_none_settled(
+    tmp_path: Path,
+) -> None:
+    """The new table and its triggers arrive by migration; the first run after it reads every kind."""
+    store = StateStore.open(tmp_path, "6612001")
+    store.db.execute("DROP TRIGGER acknowledged_insert_unsettles")
+    store.db.execute("DROP TRIGGER acknowledged_update_unsettles")
+    store.db.execute("DROP TRIGGER acknowledged_delete_unsettles")
+    store.db.execute("DROP TABLE settled_kinds")
+    store.db.execute("DELETE FROM schema_migrations WHERE version = ?", (len(MIGRATIONS),))
+    store.close()
+    again = StateStore.open(tmp_path, "6612001")
+    assert again.schema_version == len(MIGRATIONS)
+    assert again.settled(Kind.MEMBERSHIP) is None
+    triggers = {r[0] for r in again.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert triggers == {
+        "acknowledged_insert_unsettles",
+        "acknowledged_update_unsettles",
+        "acknowledged_delete_unsettles",
+    }
+    again.close()

@@ -35,7 +35,7 @@ from hwb_client.adapters.replies import OperationResult
 from hwb_client.core.anti_entropy import keyed_digest
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
 from hwb_client.core.model import Kind, Op
-from hwb_client.core.snapshot import Known, Snapshot
+from hwb_client.core.snapshot import Known, Settled, Snapshot
 from hwb_client.errors import StateError, StateStorageError, UnsafeFileError
 from hwb_client.i18n import N_
 from hwb_client.platform.filesystem import (
@@ -99,7 +99,37 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE acknowledged SET digest = hwb_keyed_digest(digest);
     UPDATE outbox_ops SET digest = hwb_keyed_digest(digest) WHERE digest IS NOT NULL;
     """,
+    # 6 (0.3.0): settled memberships (``core.snapshot.Settled``): the token of what a clean run's
+    # memberships were built from, while they stay exactly as it left them acknowledged. Any write to an
+    # acknowledged record of the kind, by whatever path (an acknowledgement, a rebuild from the manifest,
+    # anti-entropy, a re-keying), forgets the token, in the same transaction: the next run reads the kind
+    # in full again. Nothing is re-sent: the table starts empty and a first run takes the full path.
+    """
+    CREATE TABLE settled_kinds (
+        kind TEXT PRIMARY KEY, token BLOB NOT NULL, records INTEGER NOT NULL, run_id TEXT NOT NULL,
+        settled_at TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TRIGGER acknowledged_insert_unsettles AFTER INSERT ON acknowledged
+    BEGIN DELETE FROM settled_kinds WHERE kind = NEW.kind; END;
+    CREATE TRIGGER acknowledged_update_unsettles AFTER UPDATE ON acknowledged
+    BEGIN DELETE FROM settled_kinds WHERE kind IN (OLD.kind, NEW.kind); END;
+    CREATE TRIGGER acknowledged_delete_unsettles AFTER DELETE ON acknowledged
+    BEGIN DELETE FROM settled_kinds WHERE kind = OLD.kind; END;
+    """,
 )
+
+#: The schema version that has ``settled_kinds``.
+SETTLED_VERSION = next(n for n, script in enumerate(MIGRATIONS, start=1) if "settled_kinds" in script)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A migration's statements, each whole (a trigger's body holds semicolons of its own)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
 
 #: The schema version from which record digests are stored keyed (the migration that rewrites them).
 KEYED_DIGESTS_VERSION = next(
@@ -247,9 +277,8 @@ class StateStore:
             if version in done:
                 continue
             with self.transaction():
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in _statements(script):
+                    self.db.execute(statement)
                 self.db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, _now()))
 
     @property
@@ -305,33 +334,71 @@ class StateStore:
             }
         return index
 
-    def index(self) -> tuple[dict[Kind, dict[str, Acknowledged]], dict[bytes, Known]]:
+    def index(
+        self, leave_out: frozenset[Kind] = frozenset()
+    ) -> tuple[dict[Kind, dict[str, Acknowledged]], dict[bytes, Known]]:
         """The acknowledged records per kind, and fingerprint -> the record it produced (see
-        ``core.snapshot``), in one pass over the table.
-
-        Loaded on every run for every record, so built without a Python statement per row: each kind's
-        rows come back as tuples in the order of the named tuples' fields and become ``Acknowledged``
-        and ``Known`` through ``map`` and ``itemgetter``, the dictionaries through ``zip``."""
+        ``core.snapshot``), in one pass over the table; without the kinds in ``leave_out`` (memberships
+        that may be settled: ``kind_index`` loads them if they are not)."""
         if self.schema_version < 3:
             return self.acknowledged(), {}
         index: dict[Kind, dict[str, Acknowledged]] = {}
         known: dict[bytes, Known] = {}
+        for kind in Kind:
+            if kind not in leave_out:
+                index[kind], kind_known = self.kind_index(kind)
+                known.update(kind_known)
+        return index, known
+
+    def kind_index(self, kind: Kind) -> tuple[dict[str, Acknowledged], dict[bytes, Known]]:
+        """One kind of ``index``. Loaded on every run for every record, so built without a Python
+        statement per row: the rows come back as tuples in the order of the named tuples' fields and
+        become ``Acknowledged`` and ``Known`` through ``map`` and ``itemgetter``, the dictionaries
+        through ``zip``."""
         # tuple.__new__ straight from C (``_make`` is a Python frame per row)
         as_acknowledged = functools.partial(tuple.__new__, Acknowledged)
         as_known = functools.partial(tuple.__new__, Known)
-        for kind in Kind:
-            rows = self.db.execute(
-                # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
-                "SELECT key, digest, status, year_group, stable, fingerprint, status = ? "
-                "FROM acknowledged WHERE kind = ?",
-                (LEFT, kind.value),
-            ).fetchall()
-            index[kind] = dict(
-                zip(map(_KEY, rows), map(as_acknowledged, map(_ACKNOWLEDGED, rows)), strict=True)
+        rows = self.db.execute(
+            # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
+            "SELECT key, digest, status, year_group, stable, fingerprint, status = ? "
+            "FROM acknowledged WHERE kind = ?",
+            (LEFT, kind.value),
+        ).fetchall()
+        acknowledged = dict(zip(map(_KEY, rows), map(as_acknowledged, map(_ACKNOWLEDGED, rows)), strict=True))
+        bound = [row for row in rows if row[5] is not None]  # rows never fingerprinted have none
+        known = dict(zip(map(_FINGERPRINT, bound), map(as_known, map(_KNOWN, bound)), strict=True))
+        return acknowledged, known
+
+    # -- settled memberships (``core.snapshot.Settled``) -----------------------------------------------
+
+    def settled(self, kind: Kind) -> Settled | None:
+        """What the last clean run left of ``kind``, while nothing of it was written since."""
+        if self.schema_version < SETTLED_VERSION or self.fingerprint_key is None:
+            return None
+        row = self.db.execute(
+            "SELECT token, records FROM settled_kinds WHERE kind = ?", (kind.value,)
+        ).fetchone()
+        return Settled(bytes(row[0]), int(row[1])) if row is not None else None
+
+    def settle(self, kind: Kind, token: bytes, records: int, run_id: str) -> bool:
+        """Keep ``token`` for ``kind`` when what is acknowledged is what the run decided: ``records``
+        of it, all active, and nothing waiting in the outbox. The caller vouches that every operation of
+        the run was applied and none of the kind was held back: the acknowledged records are then exactly
+        the run's, and the count tells whether any was left unsent. True if kept."""
+        with self.transaction():
+            total, active = self.db.execute(
+                "SELECT count(*), coalesce(sum(status = ?), 0) FROM acknowledged WHERE kind = ?",
+                (ACTIVE, kind.value),
+            ).fetchone()
+            pending = self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            if total != records or active != records or pending:
+                return False
+            self.db.execute(
+                "INSERT OR REPLACE INTO settled_kinds (kind, token, records, run_id, settled_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (kind.value, token, records, run_id, _now()),
             )
-            bound = [row for row in rows if row[5] is not None]  # rows never fingerprinted have none
-            known.update(zip(map(_FINGERPRINT, bound), map(as_known, map(_KNOWN, bound)), strict=True))
-        return index, known
+        return True
 
     def acknowledged_for(self, keys: Iterable[tuple[Kind, str]]) -> dict[Kind, dict[str, Acknowledged]]:
         """Only these records of the acknowledged index (a run's held-back keys: usually a few), not the

@@ -6,7 +6,9 @@ holds an upsert for a new or changed record on roll, a leave for a record whose 
 digest, a remove for a record that vanished from the MIS, and nothing for an unchanged one. A record's
 state is the snapshot's, taken on the day of the run: the same MIS row is on roll on its leaving date and
 left the day after, so a leave is sent then although the row did not change. Held-back records are never
-removed: they still exist in the MIS, they are just not sendable now.
+removed: they still exist in the MIS, they are just not sendable now. A settled kind
+(``Snapshot.settled``: the memberships, when everything they are built from is as at a run that left
+them exactly as acknowledged) gives no operation at all: it has no entries, and must not be removed.
 """
 
 from __future__ import annotations
@@ -48,11 +50,15 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
     changes: list[Operation] = []
     never_sent_leavers: set[tuple[str, str]] = set()
     for kind in SEND_ORDER:
+        if kind in snapshot.settled:
+            continue
         known = acknowledged.get(kind, {})
         for key, entry in snapshot.entries[kind].items():
             previous = known.get(key)
             wanted = LEFT if entry.left else ACTIVE
-            if previous is not None and previous.digest == keyed(entry.digest) and previous.status == wanted:
+            # a row known by its fingerprint carries the digest as acknowledged: already in stored form
+            digest = entry.digest if entry.record is None else keyed(entry.digest)
+            if previous is not None and previous.digest == digest and previous.status == wanted:
                 continue
             if entry.left and previous is None:
                 # A leaver the national side never held (left before this client first ran, or joined and
@@ -69,6 +75,8 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
             changes.append(Operation(op, kind, key, record, entry.digest))
     removals: list[Operation] = []
     for kind in reversed(SEND_ORDER):
+        if kind in snapshot.settled:
+            continue  # as acknowledged: nothing of it vanished
         current = snapshot.entries[kind]
         for key in acknowledged.get(kind, {}):
             if key not in current and (kind, key) not in snapshot.held_keys:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+import operator
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +126,10 @@ def rollover_window(today: dt.date) -> bool:
 
 
 def _active(acknowledged: AckIndex) -> dict[Kind, int]:
-    return {kind: sum(1 for a in acknowledged.get(kind, {}).values() if a.status == ACTIVE) for kind in Kind}
+    return {kind: operator.countOf(map(_STATUS, acknowledged.get(kind, {}).values()), ACTIVE) for kind in Kind}
+
+
+_STATUS = operator.attrgetter("status")
 
 
 def _empty_source(snapshot: Snapshot, active: Mapping[Kind, int]) -> list[Hold]:
@@ -296,7 +300,7 @@ def check(
 ) -> GuardDecision:
     """Decide whether this run may go ahead. ``held_before`` is ``held_back_sent`` at the last completed
     run (None: unknown, so a first run after an upgrade is not held for hold-backs it inherited)."""
-    active = _active(acknowledged)
+    active = {**_active(acknowledged), **snapshot.settled}  # a settled kind: all active, as acknowledged
     holds = _empty_source(snapshot, active)
     unexpected, expected = _removals(operations, acknowledged, today)
     held_now = held_back_sent(snapshot, acknowledged)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from hwb_client.core import guard, key_rotation
 from hwb_client.core.batches import Batch, build_batches
-from hwb_client.core.diff import AckIndex, diff
+from hwb_client.core.diff import AckIndex, Acknowledged, diff
 from hwb_client.core.model import Kind, Operation
-from hwb_client.core.snapshot import RowFingerprints, Snapshot, SourceRows, build_snapshot
+from hwb_client.core.snapshot import RowFingerprints, Settled, Snapshot, SourceRows, build_snapshot
 
 #: Kinds that are people (accounts); the others are classes and their memberships.
 PEOPLE = (Kind.LEARNER, Kind.STAFF)
@@ -57,6 +57,20 @@ class Plan:
     @property
     def blocked(self) -> bool:
         return bool(self.holds)
+
+    @property
+    def settles_memberships(self) -> bytes | None:
+        """The token the state may keep if this run ends with every operation applied: this read's
+        memberships were all sendable (none held back), so once applied they are exactly what is
+        acknowledged. None when there is no token, when they were settled already (the kept token
+        stands), or when one was held back."""
+        snapshot = self.snapshot
+        token = snapshot.tokens.get(Kind.MEMBERSHIP)
+        if token is None or Kind.MEMBERSHIP in snapshot.settled:
+            return None
+        if any(held.kind is Kind.MEMBERSHIP for held in snapshot.held_back):
+            return None
+        return token
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Planned operations per kind and operation."""
@@ -111,10 +125,18 @@ def plan(
     allowed_flags: frozenset[str] = frozenset(),
     held_before: Mapping[Kind, int] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
+    settled: Settled | None = None,
+    later_memberships: Callable[[], Mapping[str, Acknowledged]] | None = None,
 ) -> Plan:
     """Decide one school's run. ``ids`` is None for a dry run (no batches are cut). In a national key
-    changeover (``previous_hasher``), acknowledged learners are re-keyed to their new pseudonyms first."""
-    snapshot = build_snapshot(rows, hasher, today, fingerprints, keyed, previous_hasher)
+    changeover (``previous_hasher``), acknowledged learners are re-keyed to their new pseudonyms first.
+
+    ``settled``: what the last clean run left of the memberships (``snapshot.Settled``). The state may
+    then leave the acknowledged memberships out of ``acknowledged``; ``later_memberships`` gives them if
+    this read does not settle them."""
+    snapshot = build_snapshot(rows, hasher, today, fingerprints, keyed, previous_hasher, settled)
+    if later_memberships is not None and Kind.MEMBERSHIP not in snapshot.settled:
+        acknowledged = {**acknowledged, Kind.MEMBERSHIP: later_memberships()}
     learners = {k: e.record for k, e in snapshot.entries[Kind.LEARNER].items() if e.record is not None}
     moves = key_rotation.rekey_moves(learners, acknowledged)
     if moves:

@@ -9,6 +9,13 @@ BLAKE2b of the raw MIS values it was built from (key local to the school, so it 
 whose fingerprint is known is the same row the national side already holds: its key and digest are
 reused and it is not validated, hashed or encoded again (the guard, duplicate detection and class
 membership checks still see it). Any other row takes the full path, which is the definition.
+
+Memberships, most of a school's rows, can also be *settled* as a whole (``Settled``): a run whose
+memberships all ended exactly as acknowledged leaves a keyed token of everything they were built from
+(the membership rows, the learners, staff and groups they may point at, the UPNs' pseudonyms, the held
+back). A later run whose token is the same would decide the same memberships, so it skips them: none
+is sent or removed, and the state does not load them. Memberships have no dates; the people they point
+at are read in full every run, with their dates, and are part of the token.
 """
 
 from __future__ import annotations
@@ -99,15 +106,43 @@ class Known(NamedTuple):
     stable: str | None = None
 
 
-class RowFingerprints:
-    """Keyed fingerprints of raw MIS rows, and the acknowledged records they produced."""
+class Settled(NamedTuple):
+    """Memberships a clean run left exactly as acknowledged: the token of what they were built from
+    (``membership_token``) and how many there are."""
 
-    def __init__(self, key: bytes, context: str, known: Mapping[bytes, Known] | None = None) -> None:
+    token: bytes
+    records: int
+
+
+class RowFingerprints:
+    """Keyed fingerprints of raw MIS rows, and the acknowledged records they produced.
+
+    ``later`` gives the fingerprints of acknowledged memberships when the state left them out of
+    ``known`` (it does when the memberships may be settled): called only when they are not."""
+
+    def __init__(
+        self,
+        key: bytes,
+        context: str,
+        known: Mapping[bytes, Known] | None = None,
+        later: Callable[[], Mapping[bytes, Known]] | None = None,
+    ) -> None:
         self._key = key[:64]
         self._context = context
         #: per kind and field names, the keyed BLAKE2b state after the prefix, copied for each row
         self._states: dict[tuple[Kind, tuple[str, ...]], hashlib.blake2b] = {}
         self.known: Mapping[bytes, Known] = known or {}
+        self._later = later
+
+    def membership_known(self) -> Mapping[bytes, Known]:
+        """Where memberships' fingerprints are looked up: ``known``, or the ones loaded ``later``."""
+        return self._later() if self._later is not None else self.known
+
+    def token(self, purpose: str) -> hashlib.blake2b:
+        """A fresh keyed BLAKE2b for a token over many rows, bound to the context and ``purpose``."""
+        return hashlib.blake2b(
+            repr(("token", purpose, self._context)).encode(), key=self._key, digest_size=16
+        )
 
     def __call__(self, kind: Kind, row: Row) -> bytes:
         """BLAKE2b, keyed, of the context, the kind, the field names and the raw values' ``repr``."""
@@ -135,9 +170,14 @@ class Snapshot:
     rows_read: Counter[Kind] = field(default_factory=Counter)
     #: local, human labels of held-back rows for the school's own report; never logged or stored
     labels: dict[int, str] = field(default_factory=dict)
+    #: kinds left as they were acknowledged (``Settled``), with their record counts: no entry is built
+    #: for them, and nothing of theirs is sent or removed
+    settled: dict[Kind, int] = field(default_factory=dict)
+    #: this read's token per kind (memberships), for the state to keep if the run ends clean
+    tokens: dict[Kind, bytes] = field(default_factory=dict)
 
     def count(self, kind: Kind) -> int:
-        return len(self.entries[kind])
+        return len(self.entries[kind]) + self.settled.get(kind, 0)
 
 
 @dataclass(frozen=True)
@@ -364,12 +404,14 @@ def build_snapshot(
     fingerprints: RowFingerprints | None = None,
     keyed: Callable[[bytes], str] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
+    settled: Settled | None = None,
 ) -> Snapshot:
     """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason.
 
     ``keyed`` keys the stable digests with the school's local secret (the state database keeps them);
     without it they are plain SHA-256. During a national key changeover ``previous_hasher`` gives each
-    learner's ``upn_hash_previous``."""
+    learner's ``upn_hash_previous``. ``settled``: what the last clean run left of the memberships; when
+    this read's token is the same, they are settled (``Snapshot.settled``), not built."""
     b = _Builder(
         today,
         keyed or _plain,
@@ -388,7 +430,7 @@ def build_snapshot(
         Kind.STAFF, rows.staff, _staff, Reason.STAFF_CODE_DUPLICATE, lambda r: _stripped(r.get("staff_code"))
     )
     b.read(Kind.GROUP, rows.groups, _group, Reason.GROUP_ID_DUPLICATE, lambda r: _stripped(r.get("group_id")))
-    _read_memberships(b, rows.memberships, upns)
+    _read_memberships(b, rows.memberships, upns, settled)
     return b.snapshot
 
 
@@ -396,20 +438,90 @@ def _plain(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns) -> None:
+class MembershipToken:
+    """A keyed token of everything a school's memberships are decided from: their rows' values in
+    order (each row's ``repr`` and a newline, so the same rows give the same token however the driver
+    cut them into chunks), the learners, staff and groups read before them (the keys they may point at),
+    the UPNs' pseudonyms, the held-back staff and groups; and, through the key, the context (national
+    keys, profile). Two reads with the same token decide the same memberships."""
+
+    def __init__(self, fingerprints: RowFingerprints) -> None:
+        self._hash = fingerprints.token("memberships settled v1")
+        self._names: tuple[str, ...] | None = None
+
+    def add(self, names: tuple[str, ...], chunk: Sequence[Sequence[object]]) -> None:
+        if names != self._names:  # \x00 is never in a repr: a marker no value can forge
+            self._names = names
+            self._hash.update(b"\x00fields" + repr(names).encode() + b"\x00")
+        self._hash.update("\n".join(map(repr, chunk)).encode())
+        self._hash.update(b"\n")
+
+    def digest(
+        self, snapshot: Snapshot, upn_hashes: Mapping[str, str], held: tuple[set[str], set[str]]
+    ) -> bytes:
+        """The token, once every row was added (``snapshot``: the people and groups already read)."""
+        token = self._hash.copy()
+        held_staff, held_groups = held
+        for label, keys in (
+            ("learners", snapshot.entries[Kind.LEARNER]),
+            ("staff", snapshot.entries[Kind.STAFF]),
+            ("groups", snapshot.entries[Kind.GROUP]),
+            ("held staff", held_staff),
+            ("held groups", held_groups),
+        ):
+            token.update(f"\x00{label}\x00{sorted(keys)!r}".encode())
+        token.update(f"\x00upns\x00{sorted(upn_hashes.items())!r}".encode())
+        return token.digest()
+
+
+def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns, settled: Settled | None) -> None:
     """Memberships are most of a school's rows, and in a nightly run nearly all are known: a known row
     is looked up by the fingerprint of its values, with no dict made for it, and the per-kind tables are
-    looked up once, not per row. Any other row takes the full path (``_membership``)."""
+    looked up once, not per row. Any other row takes the full path (``_membership``).
+
+    Their token (``MembershipToken``) is made as the rows pass. When the last clean run left one
+    (``settled``), the rows are kept and the token made first: the same, the memberships are settled and
+    none is looked at; else they are read as they come (a first run's memory holds one chunk)."""
     snap = b.snapshot
-    held_staff = {key for kind, key in snap.held_keys if kind is Kind.STAFF}
-    held_groups = {key for kind, key in snap.held_keys if kind is Kind.GROUP}
+    held = (
+        {key for kind, key in snap.held_keys if kind is Kind.STAFF},
+        {key for kind, key in snap.held_keys if kind is Kind.GROUP},
+    )
+    token = MembershipToken(b.fingerprints) if b.fingerprints is not None else None
+    chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]] = _value_chunks(rows)
+    if token is not None and settled is not None:
+        chunks = list(chunks)  # one school's memberships, read twice: for the token first
+        for names, chunk in chunks:
+            token.add(names, chunk)
+        snap.tokens[Kind.MEMBERSHIP] = token.digest(snap, upns.hashes, held)
+        if snap.tokens[Kind.MEMBERSHIP] == settled.token:
+            snap.settled[Kind.MEMBERSHIP] = settled.records
+            snap.rows_read[Kind.MEMBERSHIP] += sum(len(chunk) for _, chunk in chunks)
+            return
+        token = None  # made already
+    snap.rows_read[Kind.MEMBERSHIP] += _decide_memberships(b, chunks, upns, held, token)
+    if token is not None:
+        snap.tokens[Kind.MEMBERSHIP] = token.digest(snap, upns.hashes, held)
+
+
+def _decide_memberships(
+    b: _Builder,
+    chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
+    upns: _Upns,
+    held: tuple[set[str], set[str]],
+    token: MembershipToken | None,
+) -> int:
+    """Every membership row, known or the long way; returns how many rows there were."""
+    snap = b.snapshot
     members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
     learners, staff = members[Kind.LEARNER], members[Kind.STAFF]
     groups, entries = snap.entries[Kind.GROUP], snap.entries[Kind.MEMBERSHIP]
-    known: Mapping[bytes, Known] = b.fingerprints.known if b.fingerprints is not None else {}
+    known: Mapping[bytes, Known] = b.fingerprints.membership_known() if b.fingerprints is not None else {}
     learner, membership = Kind.LEARNER.value, Kind.MEMBERSHIP
     index = 0
-    for names, chunk in _value_chunks(rows):
+    for names, chunk in chunks:
+        if token is not None:
+            token.add(names, chunk)
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
         for values in chunk:
             index += 1
@@ -429,8 +541,8 @@ def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns) -> None:
                         continue
             # not known, or the member or the group is no longer sendable: the full path says why
             row = dict(zip(names, values, strict=True))
-            _membership(b, index, row, fp, upns, members, groups, (held_staff, held_groups))
-    snap.rows_read[Kind.MEMBERSHIP] += index
+            _membership(b, index, row, fp, upns, members, groups, held)
+    return index
 
 
 def _membership(
