@@ -88,7 +88,7 @@ def largest_first(state_dir: Path, schools: Sequence[SchoolSettings]) -> list[Sc
     def size(school: SchoolSettings) -> int:
         try:
             return (state_dir / f"{school.dfes_number}.sqlite3").stat().st_size
-        except OSError:
+        except (OSError, ValueError):  # no state yet, or a path the run itself will refuse, saying why
             return 0
 
     return sorted(schools, key=size, reverse=True)  # sorted is stable: ties keep the config's order

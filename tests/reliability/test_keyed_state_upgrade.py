@@ -9,14 +9,14 @@ import sqlite3
 from reliability_support import RLab, ledger
 
 from hwb_client.adapters.response_keys import load_pinned, pin_path
-from hwb_client.adapters.state import MIGRATIONS
+from hwb_client.adapters.state import KEYED_DIGESTS_VERSION, MIGRATIONS
 from mis_builder import small_school
 
 AREA = "Upgrading from 0.1.0: keyed state digests and the national response key"
 
 #: the keyed-digest migration is the last one; it only rewrites values (the genuine 0.1.0 state is
 #: migrated in ``tests/e2e/test_upgrade_from_0_1_0.py``)
-KEYED_DIGESTS_MIGRATION = len(MIGRATIONS)
+KEYED_DIGESTS_MIGRATION = KEYED_DIGESTS_VERSION
 
 
 def _as_made_by_0_1_0(lab: RLab) -> int:

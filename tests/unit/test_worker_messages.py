@@ -109,4 +109,4 @@ def test_schools_start_largest_first_by_their_state_and_new_schools_keep_the_con
         (tmp_path / f"{dfes}.sqlite3").write_bytes(b"x" * size)
     ordered = workers.largest_first(tmp_path, schools)
     assert [s.dfes_number for s in ordered] == ["6612004", "6612002", "6612005", "6612001", "6612003"]
-    assert [s.dfes_number for s in schools][0] == "6612001"  # the config's list itself is left alone
+    assert schools[0].dfes_number == "6612001"  # the config's list itself is left alone
