@@ -182,12 +182,14 @@ def test_settled_memberships_are_kept_only_as_acknowledged_and_forgotten_at_any_
 
     _memberships(store, "b2", PendingOp(Op.UPSERT, Kind.LEARNER, "k:9", "sha-256:9"))
     assert store.settled(Kind.MEMBERSHIP) is not None  # a learner written: the memberships stand
+    store.db.execute("UPDATE acknowledged SET fingerprint = x'01' WHERE kind = 'membership'")
+    assert store.settled(Kind.MEMBERSHIP) is not None  # a fingerprint bound: the same records
     writes = {
         "acknowledged": lambda: _memberships(store, "b3", _member(3)),
         "removed": lambda: _memberships(store, "b4", _member(1, Op.REMOVE)),
         "re-keyed": lambda: store.rekey([(Kind.MEMBERSHIP, "6A/learner/k:2", "6A/learner/k2:2")]),
-        "fingerprint bound": lambda: store.db.execute(
-            "UPDATE acknowledged SET fingerprint = x'01' WHERE kind = 'membership'"
+        "status changed": lambda: store.db.execute(
+            "UPDATE acknowledged SET status = 'left' WHERE kind = 'membership'"
         ),
         "forgotten": lambda: store.db.execute("DELETE FROM acknowledged WHERE key = '6A/learner/k:3'"),
         "rebuilt": lambda: store.replace_acknowledged([]),
@@ -223,3 +225,26 @@ def test_a_state_of_the_previous_release_migrates_to_settled_memberships_with_no
         "acknowledged_delete_unsettles",
     }
     again.close()
+
+
+def test_a_record_read_the_long_way_every_night_is_not_rewritten_when_nothing_changed(tmp_path: Path) -> None:
+    """A learner with a leaving date to come takes the full path every run and is bound to no
+    fingerprint: remembering it again must change nothing, or every nightly run rewrites its page."""
+    from hwb_client.core.snapshot import Entry, Snapshot
+
+    store = StateStore.open(tmp_path, "6612001")
+    upsert = PendingOp(Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:1", "6", "stable:1")
+    store.add_to_outbox([PendingBatch("b1", "run1", 1, BODY, None, (upsert,))])
+    store.acknowledge(store.pending_batches()[0], [OperationResult("applied")])
+    snapshot = Snapshot()
+    entry = Entry(
+        Kind.LEARNER, "k:1", {"upn_hash": "k:1"}, "sha-256:1", False, "6", None, None, None, "stable:2"
+    )
+    snapshot.entries[Kind.LEARNER]["k:1"] = entry
+    assert store.remember_fingerprints(snapshot) == 1  # its stable digest is new
+    changes = store.db.total_changes
+    assert store.remember_fingerprints(snapshot) == 0
+    assert store.db.total_changes == changes
+    snapshot.entries[Kind.LEARNER]["k:1"] = entry._replace(fingerprint=b"\x05")
+    assert store.remember_fingerprints(snapshot) == 1 and b"\x05" in store.index()[1]
+    store.close()

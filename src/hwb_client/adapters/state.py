@@ -99,18 +99,20 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE acknowledged SET digest = hwb_keyed_digest(digest);
     UPDATE outbox_ops SET digest = hwb_keyed_digest(digest) WHERE digest IS NOT NULL;
     """,
-    # 6 (0.3.0): settled memberships (``core.snapshot.Settled``): the token of what a clean run's
+    # 6 (0.2.0): settled memberships (``core.snapshot.Settled``): the token of what a clean run's
     # memberships were built from, while they stay exactly as it left them acknowledged. Any write to an
-    # acknowledged record of the kind, by whatever path (an acknowledgement, a rebuild from the manifest,
-    # anti-entropy, a re-keying), forgets the token, in the same transaction: the next run reads the kind
-    # in full again. Nothing is re-sent: the table starts empty and a first run takes the full path.
+    # acknowledged record of the kind that changes what it is (its key, digest or status), by whatever
+    # path (an acknowledgement, a rebuild from the manifest, anti-entropy, a re-keying), forgets the
+    # token, in the same transaction: the next run reads the kind in full again. Binding a fingerprint
+    # does not (it stands for the same record, and a full run binds one per record). Nothing is re-sent:
+    # the table starts empty and a first run takes the full path.
     """
     CREATE TABLE settled_kinds (
         kind TEXT PRIMARY KEY, token BLOB NOT NULL, records INTEGER NOT NULL, run_id TEXT NOT NULL,
         settled_at TEXT NOT NULL) WITHOUT ROWID;
     CREATE TRIGGER acknowledged_insert_unsettles AFTER INSERT ON acknowledged
     BEGIN DELETE FROM settled_kinds WHERE kind = NEW.kind; END;
-    CREATE TRIGGER acknowledged_update_unsettles AFTER UPDATE ON acknowledged
+    CREATE TRIGGER acknowledged_update_unsettles AFTER UPDATE OF kind, key, digest, status ON acknowledged
     BEGIN DELETE FROM settled_kinds WHERE kind IN (OLD.kind, NEW.kind); END;
     CREATE TRIGGER acknowledged_delete_unsettles AFTER DELETE ON acknowledged
     BEGIN DELETE FROM settled_kinds WHERE kind = OLD.kind; END;
@@ -417,7 +419,7 @@ class StateStore:
 
     def remember_fingerprints(self, snapshot: Snapshot) -> int:
         """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when
-        the record is exactly what was acknowledged (same digest); returns how many were bound."""
+        the record is exactly what was acknowledged (same digest); returns how many rows it changed."""
         rows = [
             (entry.fingerprint, entry.stable, kind.value, key, self.stored_digest(entry.digest))
             for kind in Kind
@@ -427,8 +429,11 @@ class StateStore:
         if not rows:
             return 0
         with self.transaction():
+            # only rows that change: a record read the long way every run (one with a leaving date) is
+            # bound to no fingerprint run after run, and rewriting it would dirty its page every night
             cursor = self.db.executemany(
-                "UPDATE acknowledged SET fingerprint = ?, stable = ? WHERE kind = ? AND key = ? AND digest = ?",
+                "UPDATE acknowledged SET fingerprint = ?1, stable = ?2 WHERE kind = ?3 AND key = ?4 AND digest = ?5 "
+                "AND (fingerprint IS NOT ?1 OR stable IS NOT ?2)",
                 rows,
             )
             return cursor.rowcount
@@ -475,7 +480,11 @@ class StateStore:
 
     def remember_held_before(self, counts: Mapping[Kind, int]) -> None:
         value = json.dumps({kind.value: n for kind, n in counts.items()}, sort_keys=True)
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('held_back_sent', ?)", (value,))
+        self.db.execute(  # unchanged (nearly every night): nothing written
+            "INSERT INTO meta VALUES ('held_back_sent', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
+            (value,),
+        )
 
     # -- outbox ------------------------------------------------------------------------------------
 
