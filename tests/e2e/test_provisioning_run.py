@@ -276,3 +276,18 @@ def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_e
     fourth = lab.cli("--run-now")
     assert "0 changes sent in 0 batches" in fourth.stdout
     assert [e["records"] for e in _events(fourth, "memberships_settled_before")] == [30]
+
+
+def test_a_date_of_birth_of_year_0_holds_back_its_learner_and_the_rest_is_sent(make_lab):
+    """The SQLite ODBC driver cannot make a date of ``0000-00-00`` (year 0): read as text, the record
+    is held back with its reason instead of the whole read failing."""
+    lab = make_lab([PRIMARY])
+    mis = small_school(lab.schools[0].mis_path, "6612001")
+    mis.execute("UPDATE mis_pupil SET date_of_birth = '0000-00-00' WHERE pupil_id = 2")
+    mis.commit()
+    run = lab.cli("--run-now")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr and "learner upsert=29" in run.stdout
+    held = {(e["kind"], e["reason"]) for e in _events(run, "record_held_back")}
+    assert ("membership", "member_held_back") in held
+    assert [r for k, r in held if k == "learner" and r.startswith("date_of_birth")]

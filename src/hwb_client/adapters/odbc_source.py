@@ -10,6 +10,7 @@ the whole result). A profile problem is a ``ConfigError`` when it can be seen be
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import operator
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -174,6 +175,17 @@ _CONNECTION_STATES = ("08", "HYT")
 _CONNECTION_PHRASES = ("server closed the connection", "connection", "terminating connection", "gone away")
 
 
+def _sqlite_date(raw: bytes | None) -> object:
+    """A SQLite DATE value: a ``date`` when it is one (as the driver would give), else its text."""
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace")
+    try:
+        return dt.date.fromisoformat(text) if len(text) == 10 else text
+    except ValueError:
+        return text
+
+
 def _connection_lost(exc: pyodbc.Error) -> bool:
     state = str(exc.args[0]) if exc.args else ""
     text = " ".join(str(a) for a in exc.args).lower()
@@ -233,6 +245,11 @@ class MisSource:
             ) from None
         # Narrow-character data from any driver is decoded as UTF-8 (wide data stays UTF-16).
         connection.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+        if "sqlite" in str(connection.getinfo(pyodbc.SQL_DRIVER_NAME)).lower():
+            # The SQLite driver hands a DATE column's text to pyodbc, which fails the whole fetch on a
+            # date it cannot make ("0000-00-00": year 0). Read as text, such a value reaches validation
+            # and only its record is held back; a real date is still a date.
+            connection.add_output_converter(pyodbc.SQL_TYPE_DATE, _sqlite_date)
         return cls(dfes_number, profile, connection)
 
     def rows(self, kind: KindName) -> RowChunks:
