@@ -279,11 +279,11 @@ def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_e
 
 
 def test_a_date_of_birth_of_year_0_holds_back_its_learner_and_the_rest_is_sent(make_lab):
-    """The SQLite ODBC driver cannot make a date of ``0000-00-00`` (year 0): read as text, the record
+    """The SQLite ODBC driver cannot make a date of ``0000-01-01`` (year 0): read as text, the record
     is held back with its reason instead of the whole read failing."""
     lab = make_lab([PRIMARY])
     mis = small_school(lab.schools[0].mis_path, "6612001")
-    mis.execute("UPDATE mis_pupil SET date_of_birth = '0000-00-00' WHERE pupil_id = 2")
+    mis.execute("UPDATE mis_pupil SET date_of_birth = '0000-01-01' WHERE pupil_id = 2")
     mis.commit()
     run = lab.cli("--run-now")
     assert run.returncode == 1, run.stderr

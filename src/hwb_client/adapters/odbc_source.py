@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import operator
+import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -175,15 +176,26 @@ _CONNECTION_STATES = ("08", "HYT")
 _CONNECTION_PHRASES = ("server closed the connection", "connection", "terminating connection", "gone away")
 
 
+_SQLITE_DATE = re.compile(r"\s*(\d+)[-/](\d+)[-/](\d+)")
+
+
 def _sqlite_date(raw: bytes | None) -> object:
-    """A SQLite DATE value: a ``date`` when it is one (as the driver would give), else its text."""
+    """A SQLite DATE value as the driver reads it (its leading ``Y-M-D``, with ``-`` or ``/``; ``None``
+    when that is no date), except that a date of year 0, which the driver hands on and Python cannot
+    make, is kept as its text for validation to hold back."""
     if raw is None:
         return None
     text = raw.decode("utf-8", "replace")
-    try:
-        return dt.date.fromisoformat(text) if len(text) == 10 else text
-    except ValueError:
+    match = _SQLITE_DATE.match(text)
+    if match is None:
+        return None
+    year, month, day = (int(part) for part in match.groups())
+    if year == 0 and 1 <= month <= 12 and 1 <= day <= 31:
         return text
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
 
 
 def _connection_lost(exc: pyodbc.Error) -> bool:
