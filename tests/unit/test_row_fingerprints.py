@@ -223,10 +223,10 @@ def test_another_national_key_or_profile_never_settles() -> None:
     assert build_snapshot(school(), HASH, TODAY, other, settled=settled_after(first)).settled == {}
 
 
-def test_memberships_with_one_held_back_are_never_offered_to_be_settled() -> None:
-    held = school(memberships=[member(1), member(2), member(3), staff_member("NOBODY")])
-    decided = plan(
-        held,
+def first_plan(rows):
+    """A school's first plan, with fingerprints (no batches cut)."""
+    return plan(
+        rows,
         hasher=HASH,
         acknowledged={},
         today=TODAY,
@@ -235,16 +235,11 @@ def test_memberships_with_one_held_back_are_never_offered_to_be_settled() -> Non
         ids=None,
         fingerprints=fingerprints(),
     )
+
+
+def test_memberships_with_one_held_back_are_never_offered_to_be_settled() -> None:
+    decided = first_plan(school(memberships=[member(1), member(2), member(3), staff_member("NOBODY")]))
     assert [h.reason.value for h in decided.snapshot.held_back] == ["member_unknown"]
     assert decided.settles_memberships is None
-    clean = plan(
-        school(),
-        hasher=HASH,
-        acknowledged={},
-        today=TODAY,
-        guard_policy=GuardPolicy(),
-        batch_policy=BatchPolicy(),
-        ids=None,
-        fingerprints=fingerprints(),
-    )
+    clean = first_plan(school())
     assert clean.settles_memberships == clean.snapshot.tokens[Kind.MEMBERSHIP]

@@ -259,7 +259,7 @@ class MisSource:
         connection.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
         if "sqlite" in str(connection.getinfo(pyodbc.SQL_DRIVER_NAME)).lower():
             # The SQLite driver hands a DATE column's text to pyodbc, which fails the whole fetch on a
-            # date it cannot make ("0000-00-00": year 0). Read as text, such a value reaches validation
+            # date it cannot make ("0000-01-01": year 0). Read as text, such a value reaches validation
             # and only its record is held back; a real date is still a date.
             connection.add_output_converter(pyodbc.SQL_TYPE_DATE, _sqlite_date)
         return cls(dfes_number, profile, connection)

@@ -108,7 +108,7 @@ class Known(NamedTuple):
 
 class Settled(NamedTuple):
     """Memberships a clean run left exactly as acknowledged: the token of what they were built from
-    (``membership_token``) and how many there are."""
+    (``MembershipToken``) and how many there are."""
 
     token: bytes
     records: int
