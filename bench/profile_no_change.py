@@ -5,6 +5,8 @@
     .venv/bin/python bench/profile_no_change.py profile --work-dir /tmp/prof # cProfile, by own time
     .venv/bin/python bench/profile_no_change.py compare --work-dir /tmp/prof # 1 process vs 2 workers
     .venv/bin/python bench/profile_no_change.py churn --work-dir /tmp/prof   # 1 % changed, cProfile (wall)
+    .venv/bin/python bench/profile_no_change.py setup --no-full-run --work-dir /tmp/full
+    .venv/bin/python bench/profile_no_change.py full --work-dir /tmp/full    # the full run, cProfile (CPU)
 
 What `docs/performance.md` quotes for the per-row levers: the schools run one after another in this
 process (``run.run_school``), so the figure is the client's work alone, without worker processes,
@@ -32,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 
-def setup(root: Path, schools_count: int) -> None:
+def setup(root: Path, schools_count: int, *, full_run: bool = True) -> None:
     from hwb_client.cli import main as client_main
     from hwb_demo.lab import Lab, LabSchool
     from hwb_sandbox.testing import SandboxProcess
@@ -73,8 +75,11 @@ def setup(root: Path, schools_count: int) -> None:
         ]
         if client_main(arguments, io.StringIO()) != 0:
             raise SystemExit(f"enrolment of {school.dfes_number} failed")
-    done = lab.cli("--run-now", timeout=1800)
-    print(data.counts(), "full run exit", done.returncode)
+    if full_run:
+        done = lab.cli("--run-now", timeout=1800)
+        print(data.counts(), "full run exit", done.returncode)
+    else:
+        print(data.counts(), "enrolled; no run yet (for `full`)")
     (root / "sandbox.pid").write_text(str(sandbox.pid), encoding="ascii")
     os._exit(0)  # leave the sandbox running for the timed runs
 
@@ -147,6 +152,20 @@ def churn_profile(root: Path, share: float = 0.01, *, cpu_clock: bool = False) -
     stats.sort_stats("cumulative").print_stats(40)
 
 
+def full_profile(root: Path, *, profile: bool = True) -> None:
+    """The first run of every school (everything new), in this process, under cProfile by CPU time
+    (or, ``profile`` false, only timed): the client's own full path, the sandbox's work left out."""
+    profiler = cProfile.Profile(time.process_time) if profile else None
+    wall = time.perf_counter()
+    cpu = _runs(root, 1, profiler)[0]
+    print(f"full run of every school in one process: wall {time.perf_counter() - wall:.2f} s, CPU {cpu:.2f} s")
+    if profiler is None:
+        return
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(60)
+
+
 def _lab_schools(root: Path) -> list[Any]:
     from hwb_client.settings import load_settings
 
@@ -186,13 +205,17 @@ def compare(root: Path, repeats: int = 3) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("setup", "time", "profile", "compare", "churn"))
+    parser.add_argument("action", choices=("setup", "time", "profile", "compare", "churn", "full"))
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/hwb-profile"))
     parser.add_argument("--schools", type=int, default=6)
     parser.add_argument("--cpu", action="store_true", help="churn: profile CPU time, not wall time")
+    parser.add_argument("--no-full-run", action="store_true", help="setup: enrol only, for `full`")
+    parser.add_argument("--no-profile", action="store_true", help="full: time it only")
     args = parser.parse_args()
     if args.action == "setup":
-        setup(args.work_dir, args.schools)
+        setup(args.work_dir, args.schools, full_run=not args.no_full_run)
+    elif args.action == "full":
+        full_profile(args.work_dir, profile=not args.no_profile)
     elif args.action == "compare":
         compare(args.work_dir)
     elif args.action == "churn":

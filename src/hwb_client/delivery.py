@@ -31,19 +31,28 @@ log = structlog.get_logger("hwb_client.delivery")
 
 
 def freeze(batch: Batch, decided: Plan) -> PendingBatch:
+    """A batch as the outbox keeps it. An operation on a record read in full (every upsert and leave)
+    binds that row's fingerprint when acknowledged, so the state is written once per record."""
     entries = decided.snapshot.entries
-    ops = tuple(
-        PendingOp(
-            op.op,
-            op.kind,
-            op.key,
-            op.digest,
-            op.record.get("year_group") if op.record is not None else None,
-            entries[op.kind][op.key].stable if op.key in entries[op.kind] else None,
+    ops = []
+    for op in batch.operations:
+        entry = entries[op.kind].get(op.key)
+        bind = entry is not None and entry.record is not None and op.record is not None
+        ops.append(
+            PendingOp(
+                op.op,
+                op.kind,
+                op.key,
+                op.digest,
+                op.record.get("year_group") if op.record is not None else None,
+                entry.stable if entry is not None else None,
+                bind,
+                entry.fingerprint if bind and entry is not None else None,
+            )
         )
-        for op in batch.operations
+    return PendingBatch(
+        batch.batch_id, batch.run_id, batch.sequence, batch.body, batch.content_encoding, tuple(ops)
     )
-    return PendingBatch(batch.batch_id, batch.run_id, batch.sequence, batch.body, batch.content_encoding, ops)
 
 
 def send(

@@ -129,6 +129,34 @@ def test_a_new_acknowledged_digest_unbinds_the_old_rows_fingerprint(tmp_path: Pa
     assert store.index()[1] == {}
 
 
+def test_an_operation_frozen_from_a_row_just_read_binds_its_fingerprint_when_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """A record sent by this run is written once: its acknowledgement binds the row's fingerprint and
+    stable digest, and remembering the fingerprints afterwards rewrites nothing. A refused one binds
+    nothing, and the outbox does not keep the binding: a batch resent by a later run binds nothing."""
+    from hwb_client.core.snapshot import Entry, Snapshot
+
+    store = StateStore.open(tmp_path, "6612001")
+    sent = PendingOp(Op.UPSERT, Kind.LEARNER, "k:1", "sha-256:1", "6", "stable:1", True, b"\x07")
+    refused = PendingOp(Op.UPSERT, Kind.LEARNER, "k:2", "sha-256:2", "6", "stable:2", True, b"\x08")
+    frozen = PendingBatch("b1", "run1", 1, BODY, None, (sent, refused))
+    store.add_to_outbox([frozen])
+    assert [op.bind for op in store.pending_batches()[0].ops] == [False, False]  # not kept in the outbox
+    store.acknowledge(frozen, [OperationResult("applied"), OperationResult("refused", reason="invalid")])
+    known = store.index()[1]
+    assert list(known) == [b"\x07"]  # the refused record has no row, so no fingerprint
+    assert (known[b"\x07"].key, known[b"\x07"].stable) == ("k:1", "stable:1")
+    snapshot = Snapshot()
+    snapshot.entries[Kind.LEARNER]["k:1"] = Entry(
+        Kind.LEARNER, "k:1", {"upn_hash": "k:1"}, "sha-256:1", False, "6", b"\x07", None, None, "stable:1"
+    )
+    changes = store.db.total_changes
+    assert store.remember_fingerprints(snapshot) == 1  # bound already: counted, not written again
+    assert store.db.total_changes == changes
+    store.close()
+
+
 def test_the_index_and_a_few_records_of_it_say_the_same_as_the_whole_table(tmp_path: Path) -> None:
     """``index()`` (built in bulk) and ``acknowledged_for`` (a run's held-back keys only) agree with the
     row-by-row ``acknowledged()`` of 0.1.0, and a left record's fingerprint says it left."""

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hwb_client.adapters.replies import OperationResult
 from hwb_client.core.anti_entropy import keyed_digest
 from hwb_client.core.diff import ACTIVE, LEFT, Acknowledged
+from hwb_client.core.hmac256 import HmacSha256
 from hwb_client.core.model import Kind, Op
 from hwb_client.core.snapshot import Known, Settled, Snapshot
 from hwb_client.errors import StateError, StateStorageError, UnsafeFileError
@@ -133,6 +134,7 @@ def _statements(script: str) -> Iterator[str]:
                 yield pending
             pending = ""
 
+
 #: The schema version from which record digests are stored keyed (the migration that rewrites them).
 KEYED_DIGESTS_VERSION = next(
     n for n, script in enumerate(MIGRATIONS, start=1) if "hwb_keyed_digest" in script
@@ -169,6 +171,11 @@ class PendingOp:
     digest: str | None
     year_group: str | None = None
     stable: str | None = None
+    #: frozen in this run from a row that took the full path: its acknowledgement binds the row's
+    #: ``fingerprint`` and ``stable`` to the record, as ``remember_fingerprints`` would (not kept in the
+    #: outbox: a batch resent by a later run binds nothing, and that run's own rows are remembered)
+    bind: bool = False
+    fingerprint: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -191,8 +198,11 @@ class StateStore:
         self._cipher = cipher
         self.fingerprint_key: bytes | None = None
         self._digest_key: bytes | None = None
+        self._stable_mac: HmacSha256 | None = None  # made from ``_digest_key`` when first used
         #: keys the record digests kept here (``core.anti_entropy.keyed_digest``); None without a secret
         self.record_digest_key: bytes | None = None
+        #: records whose fingerprint an acknowledgement of this run bound (``PendingOp.bind``)
+        self._bound: set[tuple[Kind, str]] = set()
 
     def stored_digest(self, digest: str) -> str:
         """A record digest as this state stores and compares it (keyed; unchanged without a key)."""
@@ -268,7 +278,9 @@ class StateStore:
         guess names or dates of birth against."""
         if self._digest_key is None:
             return hashlib.sha256(data).hexdigest()
-        return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
+        if self._stable_mac is None:
+            self._stable_mac = HmacSha256(self._digest_key)
+        return self._stable_mac.hexdigest(data)
 
     def _migrate(self) -> None:
         self.db.execute(
@@ -419,15 +431,17 @@ class StateStore:
 
     def remember_fingerprints(self, snapshot: Snapshot) -> int:
         """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when
-        the record is exactly what was acknowledged (same digest); returns how many rows it changed."""
+        the record is exactly what was acknowledged (same digest); returns how many rows it changed, with
+        those an acknowledgement of this run bound already (``PendingOp.bind``: not written again)."""
+        bound = self._bound
         rows = [
             (entry.fingerprint, entry.stable, kind.value, key, self.stored_digest(entry.digest))
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
-            if entry.record is not None
+            if entry.record is not None and (kind, key) not in bound
         ]
         if not rows:
-            return 0
+            return len(bound)
         with self.transaction():
             # only rows that change: a record read the long way every run (one with a leaving date) is
             # bound to no fingerprint run after run, and rewriting it would dirty its page every night
@@ -436,7 +450,7 @@ class StateStore:
                 "AND (fingerprint IS NOT ?1 OR stable IS NOT ?2)",
                 rows,
             )
-            return cursor.rowcount
+            return cursor.rowcount + len(bound)
 
     def rekey(self, moves: Iterable[tuple[Kind, str, str]]) -> None:
         """Move acknowledged records to new keys (a national key changeover), in one transaction."""
@@ -580,7 +594,8 @@ class StateStore:
         now = _now()
         tally: dict[str, int] = {}
         removed: list[tuple[str, str]] = []
-        kept: list[tuple[str, str, str | None, str, str | None, str | None, Any, str]] = []
+        kept: list[tuple[Any, ...]] = []
+        bound: list[tuple[Kind, str]] = []
         for pending, result in zip(batch.ops, results, strict=True):
             op, kind, key = pending.op, pending.kind, pending.key
             status = result.status
@@ -593,6 +608,8 @@ class StateStore:
                 removed.append((kind.value, key))
                 continue
             status_after = LEFT if op is Op.LEAVE else ACTIVE
+            if pending.bind:
+                bound.append((kind, key))
             kept.append(
                 (
                     kind.value,
@@ -603,6 +620,8 @@ class StateStore:
                     pending.stable,
                     result.account_id,
                     now,
+                    pending.fingerprint if pending.bind else None,
+                    pending.bind,
                 )
             )
         with self.transaction():
@@ -610,20 +629,24 @@ class StateStore:
             self.db.executemany("DELETE FROM acknowledged WHERE kind = ? AND key = ?", removed)
             self.db.executemany(
                 "INSERT INTO acknowledged (kind, key, digest, status, year_group, stable, account_id, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
+                "updated_at, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                "ON CONFLICT (kind, key) DO UPDATE SET "
                 "digest = excluded.digest, "
-                # a fingerprint stands for the row that produced the old digest: a new digest unbinds it
-                # (else, killed before remember_fingerprints, that old row would later pass as unchanged)
-                "fingerprint = CASE WHEN acknowledged.digest = excluded.digest "
-                "THEN acknowledged.fingerprint END, "
+                # bound (``PendingOp.bind``): the row just read and checked stands for the new digest.
+                # Else a fingerprint stands for the row that produced the old digest: a new digest unbinds
+                # it (else, killed before remember_fingerprints, that old row would later pass as unchanged)
+                "fingerprint = CASE WHEN ?10 THEN excluded.fingerprint "
+                "WHEN acknowledged.digest = excluded.digest THEN acknowledged.fingerprint END, "
                 "status = excluded.status, year_group = excluded.year_group, "
-                "stable = coalesce(excluded.stable, acknowledged.stable), "
+                "stable = CASE WHEN ?10 THEN excluded.stable "
+                "ELSE coalesce(excluded.stable, acknowledged.stable) END, "
                 "account_id = coalesce(excluded.account_id, acknowledged.account_id), "
                 "updated_at = excluded.updated_at",
                 kept,
             )
             self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch.batch_id,))
             self._remember_results(batch, results, now)
+        self._bound.update(bound)  # once committed
         return tally
 
     def has_table(self, name: str) -> bool:

@@ -10,9 +10,9 @@ visible in every identifier.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass, field
+
+from hwb_client.core.hmac256 import HmacSha256
 
 DOMAIN_PREFIX = b"hwb-upn-v1:"
 
@@ -23,13 +23,15 @@ class UpnHasher:
 
     key_id: str
     key: bytes = field(repr=False)
+    _mac: HmacSha256 = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.key) < 32:
             raise ValueError("the national hashing key must be at least 256 bits")
         if not self.key_id or ":" in self.key_id:
             raise ValueError("the national hashing key id must be non-empty and contain no ':'")
+        object.__setattr__(self, "_mac", HmacSha256(self.key))
 
     def __call__(self, upn: str) -> str:
-        digest = hmac.new(self.key, DOMAIN_PREFIX + upn.encode("ascii"), hashlib.sha256).hexdigest()
+        digest = self._mac.hexdigest(DOMAIN_PREFIX + upn.encode("ascii"))
         return f"{self.key_id}:{digest}"
