@@ -145,6 +145,7 @@ def test_a_0_1_0_state_migrates_in_place_with_nothing_resent_or_removed(make_lab
         "DROP TRIGGER acknowledged_insert_unsettles; DROP TRIGGER acknowledged_update_unsettles;"
         "DROP TRIGGER acknowledged_delete_unsettles;"
         "ALTER TABLE acknowledged DROP COLUMN stable; ALTER TABLE outbox_ops DROP COLUMN stable;"
+        "ALTER TABLE outbox DROP COLUMN ops;"
         "DELETE FROM schema_migrations WHERE version > 2;"
     )
     acknowledged = db.execute("SELECT count(*) FROM acknowledged").fetchone()[0]

@@ -11,7 +11,15 @@ import structlog
 
 from hwb_client import logs
 from hwb_client.adapters.replies import OperationResult
-from hwb_client.adapters.state import MIGRATIONS, PendingBatch, PendingOp, StateStore, set_aside
+from hwb_client.adapters.state import (
+    MIGRATIONS,
+    OUTBOX_OPS_VERSION,
+    SETTLED_VERSION,
+    PendingBatch,
+    PendingOp,
+    StateStore,
+    set_aside,
+)
 from hwb_client.core.model import Kind, Op
 from hwb_client.errors import StateError
 
@@ -49,6 +57,51 @@ def test_acknowledging_advances_state_for_applied_operations_and_clears_the_batc
         "sha-256:aa"
     )  # keyed, not plain
     assert store.account_ids(Kind.LEARNER) == {"k:1": "acc-1"}
+
+
+def test_a_pending_batch_of_a_state_with_an_operation_row_each_migrates_whole_and_in_order(
+    tmp_path: Path,
+) -> None:
+    """0.1.0 kept a row per frozen operation; the migration moves them into the batch, in their order,
+    and ``why`` finds a record in the outbox before (read-only, not migrated) and after it."""
+    from hwb_client.operator.why import local_state
+
+    store = StateStore.open(tmp_path, "6612001")
+    store.db.execute("ALTER TABLE outbox DROP COLUMN ops")
+    store.db.execute("DELETE FROM schema_migrations WHERE version = ?", (OUTBOX_OPS_VERSION,))
+    store.db.execute(
+        "INSERT INTO outbox (batch_id, run_id, sequence, body, created_at) VALUES ('b1', 'run1', 1, ?, 'now')",
+        (store._seal("b1", BODY),),
+    )
+    old = [  # stored out of order: the index gives the order
+        (2, "remove", "staff", "T9", None, None, None),
+        (0, "upsert", "learner", "k:1", "hmac-sha-256:aa", "6", "s:1"),
+        (1, "leave", "learner", "k:2", "hmac-sha-256:bb", "7", None),
+    ]
+    store.db.executemany(
+        "INSERT INTO outbox_ops (batch_id, idx, op, kind, key, digest, year_group, stable) "
+        "VALUES ('b1', ?, ?, ?, ?, ?, ?, ?)",
+        old,
+    )
+    store.close()
+    reader = StateStore.open(tmp_path, "6612001", read_only=True)
+    assert local_state(reader, "learner", "k:2")["outbox"]["op"] == "leave"
+    reader.close()
+    again = StateStore.open(tmp_path, "6612001")
+    assert again.schema_version == len(MIGRATIONS)
+    assert again.db.execute("SELECT count(*) FROM outbox_ops").fetchone()[0] == 0
+    (pending,) = again.pending_batches()
+    assert pending.body == BODY
+    assert [(o.op, o.kind, o.key, o.digest, o.year_group, o.stable) for o in pending.ops] == [
+        (Op.UPSERT, Kind.LEARNER, "k:1", "hmac-sha-256:aa", "6", "s:1"),
+        (Op.LEAVE, Kind.LEARNER, "k:2", "hmac-sha-256:bb", "7", None),
+        (Op.REMOVE, Kind.STAFF, "T9", None, None, None),
+    ]
+    assert local_state(again, "learner", "k:2")["outbox"]["op"] == "leave"
+    assert "outbox" not in local_state(again, "learner", "k:3")
+    again.acknowledge(pending, [OperationResult("applied")] * 3)
+    assert "outbox" not in local_state(again, "learner", "k:2")
+    again.close()
 
 
 def test_a_pending_batch_survives_reopening(tmp_path: Path) -> None:
@@ -241,7 +294,7 @@ def test_a_state_of_the_previous_release_migrates_to_settled_memberships_with_no
     store.db.execute("DROP TRIGGER acknowledged_update_unsettles")
     store.db.execute("DROP TRIGGER acknowledged_delete_unsettles")
     store.db.execute("DROP TABLE settled_kinds")
-    store.db.execute("DELETE FROM schema_migrations WHERE version = ?", (len(MIGRATIONS),))
+    store.db.execute("DELETE FROM schema_migrations WHERE version = ?", (SETTLED_VERSION,))
     store.close()
     again = StateStore.open(tmp_path, "6612001")
     assert again.schema_version == len(MIGRATIONS)

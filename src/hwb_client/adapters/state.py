@@ -118,7 +118,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER acknowledged_delete_unsettles AFTER DELETE ON acknowledged
     BEGIN DELETE FROM settled_kinds WHERE kind = OLD.kind; END;
     """,
+    # 7 (0.2.0): a frozen batch's operations in one value beside it (``outbox.ops``, a JSON array of
+    # ``[idx, op, kind, key, digest, year_group, stable]``), not a row each: a first run freezes and
+    # clears hundreds of thousands of them. An older state's pending batches move in, nothing is lost;
+    # ``outbox_ops`` stays, empty (the keyed-digest migration above still names it).
+    """
+    ALTER TABLE outbox ADD COLUMN ops TEXT;
+    UPDATE outbox SET ops = (
+        SELECT json_group_array(json_array(idx, op, kind, key, digest, year_group, stable))
+        FROM outbox_ops p WHERE p.batch_id = outbox.batch_id)
+    WHERE EXISTS (SELECT 1 FROM outbox_ops p WHERE p.batch_id = outbox.batch_id);
+    DELETE FROM outbox_ops;
+    """,
 )
+
+#: The schema version from which a batch's operations are kept in ``outbox.ops``.
+OUTBOX_OPS_VERSION = next(n for n, script in enumerate(MIGRATIONS, start=1) if "ADD COLUMN ops" in script)
 
 #: The schema version that has ``settled_kinds``.
 SETTLED_VERSION = next(n for n, script in enumerate(MIGRATIONS, start=1) if "settled_kinds" in script)
@@ -145,6 +160,10 @@ _KEY = operator.itemgetter(0)
 _ACKNOWLEDGED = operator.itemgetter(1, 2, 3, 4)  # Acknowledged(digest, status, year_group, stable)
 _KNOWN = operator.itemgetter(0, 1, 6, 3, 4)  # Known(key, digest, leaving, year_group, stable)
 _FINGERPRINT = operator.itemgetter(5)
+
+
+#: ``outbox.ops``: compact JSON, one encoder for every batch
+_OPS_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _now() -> str:
@@ -526,9 +545,13 @@ class StateStore:
         now = _now()
         with self.transaction():
             for batch in batches:
+                ops = [
+                    [i, o.op.value, o.kind.value, o.key, self._stored(o.digest), o.year_group, o.stable]
+                    for i, o in enumerate(batch.ops)
+                ]
                 self.db.execute(
-                    "INSERT INTO outbox (batch_id, run_id, sequence, content_encoding, body, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox (batch_id, run_id, sequence, content_encoding, body, created_at, ops) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         batch.batch_id,
                         batch.run_id,
@@ -536,38 +559,19 @@ class StateStore:
                         batch.content_encoding,
                         self._seal(batch.batch_id, batch.body),
                         now,
-                    ),
-                )
-                self.db.executemany(
-                    "INSERT INTO outbox_ops (batch_id, idx, op, kind, key, digest, year_group, stable) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        (
-                            batch.batch_id,
-                            i,
-                            o.op.value,
-                            o.kind.value,
-                            o.key,
-                            self._stored(o.digest),
-                            o.year_group,
-                            o.stable,
-                        )
-                        for i, o in enumerate(batch.ops)
+                        _OPS_ENCODER.encode(ops),
                     ),
                 )
 
     def pending_batches(self) -> list[PendingBatch]:
         batches = []
-        for batch_id, run_id, sequence, encoding, sealed in self.db.execute(
-            "SELECT batch_id, run_id, sequence, content_encoding, body FROM outbox ORDER BY created_at, sequence"
+        for batch_id, run_id, sequence, encoding, sealed, frozen in self.db.execute(
+            "SELECT batch_id, run_id, sequence, content_encoding, body, ops FROM outbox "
+            "ORDER BY created_at, sequence"
         ).fetchall():
             ops = tuple(
                 PendingOp(Op(op), Kind(kind), key, digest, year_group, stable)
-                for op, kind, key, digest, year_group, stable in self.db.execute(
-                    "SELECT op, kind, key, digest, year_group, stable FROM outbox_ops WHERE batch_id = ? "
-                    "ORDER BY idx",
-                    (batch_id,),
-                )
+                for _idx, op, kind, key, digest, year_group, stable in sorted(json.loads(frozen or "[]"))
             )
             batches.append(
                 PendingBatch(batch_id, run_id, sequence, self._open(batch_id, sealed), encoding, ops)

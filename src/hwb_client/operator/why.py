@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwb_client.adapters.signing import RequestSigner, key_id_for, load_signing_key
-from hwb_client.adapters.state import StateStore
+from hwb_client.adapters.state import OUTBOX_OPS_VERSION, StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core import upn as upn_mod
 from hwb_client.core import validate as v
@@ -157,11 +157,19 @@ def local_state(store: StateStore, kind: str, key: str) -> dict[str, Any]:
             state["last_answer"] = dict(
                 zip(("op", "status", "reason", "run_id", "at", "run_started_at"), row, strict=True)
             )
-    row = db.execute(
-        "SELECT o.batch_id, o.run_id, o.attempts, o.created_at, p.op FROM outbox_ops p "
-        "JOIN outbox o ON o.batch_id = p.batch_id WHERE p.kind = ? AND p.key = ?",
-        (kind, key),
-    ).fetchone()
+    if store.schema_version >= OUTBOX_OPS_VERSION:  # [idx, op, kind, key, ...] in outbox.ops
+        row = db.execute(
+            "SELECT o.batch_id, o.run_id, o.attempts, o.created_at, json_extract(j.value, '$[1]') "
+            "FROM outbox o, json_each(o.ops) j "
+            "WHERE json_extract(j.value, '$[2]') = ? AND json_extract(j.value, '$[3]') = ?",
+            (kind, key),
+        ).fetchone()
+    else:  # a state not yet migrated (read-only: a ``why`` before the first run of a new release)
+        row = db.execute(
+            "SELECT o.batch_id, o.run_id, o.attempts, o.created_at, p.op FROM outbox_ops p "
+            "JOIN outbox o ON o.batch_id = p.batch_id WHERE p.kind = ? AND p.key = ?",
+            (kind, key),
+        ).fetchone()
     if row:
         state["outbox"] = dict(zip(("batch_id", "run_id", "attempts", "since", "op"), row, strict=True))
     return state
