@@ -243,6 +243,9 @@ def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> N
         run.log.info("state_rekeyed", records=len(decided.rekeyed))
     frozen = [freeze(b, decided) for b in decided.batches]
     state.add_to_outbox(frozen)
+    # frozen in the outbox now: the plan lets its operations go (a large school's first run peaks here)
+    decided.batches.clear()
+    decided.operations.clear()
     failpoint("after_outbox")
     for batch in frozen:
         send(api, state, batch, run.result, run.stop)

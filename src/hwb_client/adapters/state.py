@@ -220,8 +220,9 @@ class StateStore:
         self._stable_mac: HmacSha256 | None = None  # made from ``_digest_key`` when first used
         #: keys the record digests kept here (``core.anti_entropy.keyed_digest``); None without a secret
         self.record_digest_key: bytes | None = None
-        #: records whose fingerprint an acknowledgement of this run bound (``PendingOp.bind``)
-        self._bound: set[tuple[Kind, str]] = set()
+        #: per kind, the keys of records whose fingerprint an acknowledgement of this run bound
+        #: (``PendingOp.bind``): sets of the keys' own strings, one slot each, for the largest school too
+        self._bound: dict[Kind, set[str]] = {kind: set() for kind in Kind}
 
     def stored_digest(self, digest: str) -> str:
         """A record digest as this state stores and compares it (keyed; unchanged without a key)."""
@@ -452,15 +453,15 @@ class StateStore:
         """Bind each fully checked row's fingerprint (and stable digest) to its acknowledged record, when
         the record is exactly what was acknowledged (same digest); returns how many rows it changed, with
         those an acknowledgement of this run bound already (``PendingOp.bind``: not written again)."""
-        bound = self._bound
+        bound = sum(map(len, self._bound.values()))
         rows = [
             (entry.fingerprint, entry.stable, kind.value, key, self.stored_digest(entry.digest))
             for kind in Kind
             for key, entry in snapshot.entries[kind].items()
-            if entry.record is not None and (kind, key) not in bound
+            if entry.record is not None and key not in self._bound[kind]
         ]
         if not rows:
-            return len(bound)
+            return bound
         with self.transaction():
             # only rows that change: a record read the long way every run (one with a leaving date) is
             # bound to no fingerprint run after run, and rewriting it would dirty its page every night
@@ -469,7 +470,7 @@ class StateStore:
                 "AND (fingerprint IS NOT ?1 OR stable IS NOT ?2)",
                 rows,
             )
-            return cursor.rowcount + len(bound)
+            return cursor.rowcount + bound
 
     def rekey(self, moves: Iterable[tuple[Kind, str, str]]) -> None:
         """Move acknowledged records to new keys (a national key changeover), in one transaction."""
@@ -599,7 +600,7 @@ class StateStore:
         tally: dict[str, int] = {}
         removed: list[tuple[str, str]] = []
         kept: list[tuple[Any, ...]] = []
-        bound: list[tuple[Kind, str]] = []
+        bound: list[PendingOp] = []
         for pending, result in zip(batch.ops, results, strict=True):
             op, kind, key = pending.op, pending.kind, pending.key
             status = result.status
@@ -613,7 +614,7 @@ class StateStore:
                 continue
             status_after = LEFT if op is Op.LEAVE else ACTIVE
             if pending.bind:
-                bound.append((kind, key))
+                bound.append(pending)
             kept.append(
                 (
                     kind.value,
@@ -650,7 +651,8 @@ class StateStore:
             )
             self.db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch.batch_id,))
             self._remember_results(batch, results, now)
-        self._bound.update(bound)  # once committed
+        for pending in bound:  # once committed
+            self._bound[pending.kind].add(pending.key)
         return tally
 
     def has_table(self, name: str) -> bool:
