@@ -46,8 +46,7 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
     removes in the reverse order (memberships before the groups and people they point at).
 
     ``keyed`` turns a record digest into the form ``acknowledged`` holds (the state keeps keyed digests,
-    ``core.anti_entropy.keyed_digest``); it must leave an already keyed digest as it is. The operations
-    carry their digest in that form: the outbox and the acknowledged index store it as it is."""
+    ``core.anti_entropy.keyed_digest``); it must leave an already keyed digest as it is."""
     changes: list[Operation] = []
     never_sent_leavers: set[tuple[str, str]] = set()
     for kind in SEND_ORDER:
@@ -73,7 +72,9 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
             if kind is Kind.MEMBERSHIP and member in never_sent_leavers:
                 continue
             op = Op.LEAVE if entry.left else Op.UPSERT
-            changes.append(Operation(op, kind, key, record, digest))  # keyed once, here, for the state
+            # the entry's own digest string, shared: the outbox and the acknowledgement key it as they
+            # write it (a keyed copy held per operation would be a large school's peak memory)
+            changes.append(Operation(op, kind, key, record, entry.digest))
     removals: list[Operation] = []
     for kind in reversed(SEND_ORDER):
         if kind in snapshot.settled:

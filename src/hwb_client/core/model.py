@@ -166,8 +166,7 @@ class Operation:
     kind: Kind
     key: str
     record: WireRecord | None  # None for a remove
-    #: digest of ``record`` in the form the state keeps it (``diff``'s ``keyed``); None for a remove
-    digest: str | None
+    digest: str | None  # digest of ``record``; None for a remove
 
     def to_wire(self) -> dict[str, object]:
         body: dict[str, object] = {"op": self.op.value, "kind": self.kind.value, "key": self.key}
