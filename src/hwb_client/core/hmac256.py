@@ -33,11 +33,7 @@ class HmacSha256:
         return outer.digest()
 
     def hexdigest(self, message: bytes) -> str:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        return self.digest(message).hex()
 
     def __repr__(self) -> str:
         return "HmacSha256(<key>)"
