@@ -44,7 +44,7 @@ def main() -> int:
     today = dt.date.today()
     parts: dict[str, float] = {}
     rows = 0
-    settled_schools = 0
+    settled_classes = 0
 
     def tick(name: str, started: float) -> float:
         now = time.process_time()
@@ -58,12 +58,12 @@ def main() -> int:
         t = tick("profile and keys", t)
         state = StateStore.open(settings.client.state_dir, school.dfes_number, read_only=True)
         t = tick("state open (quick_check)", t)
-        settled = state.settled(Kind.MEMBERSHIP)
+        settled = state.settled_classes()
         acknowledged, known = state.index(leave_out=frozenset({Kind.MEMBERSHIP}) if settled else frozenset())
-        memberships = functools.cache(lambda state=state: state.kind_index(Kind.MEMBERSHIP))
-        t = tick("acknowledged index (settled memberships left out)", t)
+        memberships = functools.cache(lambda same, state=state: state.kind_index(Kind.MEMBERSHIP, same))
+        t = tick("acknowledged index (memberships left out)", t)
         context = f"{'+'.join(keys.key_ids)}|{profile.profile.name}"
-        later = (lambda memberships=memberships: memberships()[1]) if settled else None
+        later = (lambda same, memberships=memberships: memberships(same)[1]) if settled else None
         fingerprints = RowFingerprints(state.fingerprint_key, context, known, later)
         source = MisSource.connect(school.connection_string(), school.dfes_number, profile)
         t = tick("ODBC connect", t)
@@ -75,18 +75,17 @@ def main() -> int:
             source.source_rows(), keys.current, today, fingerprints, state.keyed, settled=settled
         )
         t = tick("rows fetched again and the snapshot built", t)
-        if Kind.MEMBERSHIP in snapshot.settled:
-            settled_schools += 1
-        elif settled:
-            acknowledged[Kind.MEMBERSHIP] = memberships()[0]
-            t = tick("memberships loaded, not settled", t)
+        if settled:
+            acknowledged[Kind.MEMBERSHIP] = memberships(snapshot.settled_classes)[0]
+            t = tick("unsettled classes' memberships loaded", t)
+        settled_classes += len(snapshot.settled_classes)
         diff(snapshot, acknowledged, state.stored_digest)
         t = tick("diff", t)
         source.close()
         state.close()
         tick("close", t)
     print(
-        f"{len(settings.schools)} schools ({settled_schools} with their memberships settled), {rows:,} rows, "
+        f"{len(settings.schools)} schools ({settled_classes:,} classes settled), {rows:,} rows, "
         "client CPU seconds by part (one process):"
     )
     for name, seconds in parts.items():

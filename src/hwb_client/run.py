@@ -172,14 +172,14 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
     base = settings.config_path.parent if settings.config_path else None
     profile = load_profile(school.profile, base_dir=base)
     keys = keys_in_use(settings.client.national_key_file, run.today)
-    # Memberships a clean run left settled are not loaded unless this read does not settle them again.
-    settled = state.settled(Kind.MEMBERSHIP)
+    # The memberships of classes a clean run left settled are not loaded if this read settles them again.
+    settled = state.settled_classes()
     acknowledged, known = state.index(leave_out=frozenset({Kind.MEMBERSHIP}) if settled else frozenset())
-    memberships = functools.cache(lambda: state.kind_index(Kind.MEMBERSHIP))
+    memberships = functools.cache(lambda same: state.kind_index(Kind.MEMBERSHIP, same))
     fingerprints = None
     if state.fingerprint_key is not None:
         context = f"{'+'.join(keys.key_ids)}|{profile.profile.name}"
-        later = (lambda: memberships()[1]) if settled else None
+        later = (lambda same: memberships(same)[1]) if settled else None
         fingerprints = RowFingerprints(state.fingerprint_key, context, known, later)
     source = MisSource.connect(school.connection_string(), school.dfes_number, profile)
     try:
@@ -198,7 +198,7 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
             held_before=state.held_before(),
             previous_hasher=keys.previous,
             settled=settled,
-            later_memberships=(lambda: memberships()[0]) if settled else None,
+            later_memberships=(lambda same: memberships(same)[0]) if settled else None,
         )
     finally:
         source.close()
@@ -256,13 +256,19 @@ def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> N
             guard.held_back_sent(decided.snapshot, state.acknowledged_for(decided.snapshot.held_keys))
         )
     run.log.info("fingerprints_remembered", records=state.remember_fingerprints(decided.snapshot))
-    token = decided.settles_memberships
-    if token is not None and not run.result.refused_by_kind:  # every operation applied
-        records = decided.snapshot.count(Kind.MEMBERSHIP)
-        if state.settle(Kind.MEMBERSHIP, token, records, run.result.run_id):
-            run.log.info("memberships_settled", records=records)
-    elif Kind.MEMBERSHIP in decided.snapshot.settled:
-        run.log.info("memberships_settled_before", records=decided.snapshot.settled[Kind.MEMBERSHIP])
+    snapshot = decided.snapshot
+    if snapshot.settled_classes:
+        run.log.info(
+            "memberships_settled_before",
+            classes=len(snapshot.settled_classes),
+            records=snapshot.settled[Kind.MEMBERSHIP],
+        )
+    classes = decided.settles_classes
+    if classes and not run.result.refused_by_kind:  # every operation applied
+        kept = state.settle_classes(classes, run.result.run_id)
+        if kept:
+            records = sum(classes[gid].records for gid in kept)
+            run.log.info("memberships_settled", classes=len(kept), records=records)
 
 
 __all__ = ["RunResult", "run_school", "signer_for"]

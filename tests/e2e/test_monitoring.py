@@ -141,7 +141,7 @@ def test_a_0_1_0_state_migrates_in_place_with_nothing_resent_or_removed(make_lab
     path = lab.state_dir / "6612001.sqlite3"
     db = sqlite3.connect(path)  # back to the 0.1.0 schema: migrations 1 and 2 only
     db.executescript(
-        "DROP TABLE record_results; DROP TABLE held_back_records; DROP TABLE settled_kinds;"
+        "DROP TABLE record_results; DROP TABLE held_back_records; DROP TABLE settled_classes;"
         "DROP TRIGGER acknowledged_insert_unsettles; DROP TRIGGER acknowledged_update_unsettles;"
         "DROP TRIGGER acknowledged_delete_unsettles;"
         "ALTER TABLE acknowledged DROP COLUMN stable; ALTER TABLE outbox_ops DROP COLUMN stable;"

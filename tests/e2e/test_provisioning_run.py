@@ -239,14 +239,15 @@ def _events(run, name):
 
 
 def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_exactly(make_lab):
-    """Memberships are most of a school's rows. A run that leaves them exactly as acknowledged keeps a
-    token of what they came from; the next run with the same token reads them but decides nothing for
-    them. Any change to a class, a member or a person is still sent, and nothing else is."""
+    """Memberships are most of a school's rows. A run that leaves a class's memberships exactly as
+    acknowledged keeps a token of what they came from; the next run with the same token for the class
+    reads them but decides nothing for them. Any change to a class, a member or a person is still sent,
+    and nothing else is; a change to one class leaves the others settled."""
     lab = make_lab([PRIMARY])
     mis = small_school(lab.schools[0].mis_path, "6612001")
     first = lab.cli("--run-now")
     assert first.returncode == 0, first.stderr
-    assert [e["records"] for e in _events(first, "memberships_settled")] == [31]
+    assert [(e["classes"], e["records"]) for e in _events(first, "memberships_settled")] == [(1, 31)]
     second = lab.cli("--run-now")
     assert "0 changes sent in 0 batches" in second.stdout
     assert [e["records"] for e in _events(second, "memberships_settled_before")] == [31]
@@ -272,10 +273,24 @@ def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_e
         k: v for k, v in before.items() if hashed(lab, 5) not in k[1] and hashed(lab, 30) not in k[1]
     }
     assert all(after[k]["digest"] == v["digest"] for k, v in unchanged.items())
-    assert [e["records"] for e in _events(third, "memberships_settled")] == [30]
+    assert [(e["classes"], e["records"]) for e in _events(third, "memberships_settled")] == [(2, 30)]
     fourth = lab.cli("--run-now")
     assert "0 changes sent in 0 batches" in fourth.stdout
-    assert [e["records"] for e in _events(fourth, "memberships_settled_before")] == [30]
+    assert [(e["classes"], e["records"]) for e in _events(fourth, "memberships_settled_before")] == [(2, 30)]
+
+    mis.execute("UPDATE mis_group_member SET group_pk = 2 WHERE pupil_id = 6")  # only 6A and 6B change
+    mis.add_group(3, "6C")  # and a new class with a teacher
+    mis.add_member(900, 3, staff=2)
+    mis.commit()
+    fifth = lab.cli("--run-now")
+    assert fifth.returncode == 0, fifth.stderr
+    assert "membership remove=1 upsert=2" in fifth.stdout and "group upsert=1" in fifth.stdout
+    assert _events(fifth, "memberships_settled_before") == []  # 6A and 6B both changed
+    mis.execute("UPDATE mis_group_member SET group_pk = 3 WHERE pupil_id = 7")  # 6A and 6C change; 6B stands
+    mis.commit()
+    sixth = lab.cli("--run-now")
+    assert "membership remove=1 upsert=1" in sixth.stdout
+    assert [(e["classes"], e["records"]) for e in _events(sixth, "memberships_settled_before")] == [(1, 2)]
 
 
 def test_a_date_of_birth_of_year_0_holds_back_its_learner_and_the_rest_is_sent(make_lab):

@@ -1,6 +1,7 @@
 """Unchanged MIS rows take a short cut (row fingerprints), and it never changes what is decided."""
 
 import datetime as dt
+from collections import Counter
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_a_fingerprint_is_the_same_bytes_as_the_previous_releases_so_stored_ones
     assert fingerprints(Kind.LEARNER, learner(1)) != fingerprints(Kind.STAFF, learner(1))
 
 
-# -- settled memberships: a whole school's memberships skipped when nothing they depend on changed ------
+# -- settled classes: a class's memberships skipped when nothing they depend on changed ----------------
 
 
 STAFF = [
@@ -154,19 +155,80 @@ def school(learners=(1, 2, 3), memberships=None, staff=None, groups=None):
 
 
 def settled_after(snapshot):
-    """What the state keeps after a clean run of ``snapshot``: its token and its membership count."""
-    return Settled(snapshot.tokens[Kind.MEMBERSHIP], snapshot.count(Kind.MEMBERSHIP))
+    """What the state keeps after a clean run of ``snapshot``: each class's token and membership count."""
+    records = Counter(key.partition("/")[0] for key in snapshot.entries[Kind.MEMBERSHIP])
+    return {gid: Settled(token, records[gid]) for gid, token in snapshot.class_tokens.items()}
 
 
 def test_unchanged_memberships_are_settled_and_none_is_sent_or_removed() -> None:
     first = build_snapshot(school(), HASH, TODAY, fingerprints())
     acknowledged, known = remember(first)
     second = build_snapshot(school(), HASH, TODAY, fingerprints(known), settled=settled_after(first))
-    assert second.settled == {Kind.MEMBERSHIP: 4}
+    assert second.settled == {Kind.MEMBERSHIP: 4} and second.settled_classes == {"7W"}
     assert second.entries[Kind.MEMBERSHIP] == {} and second.count(Kind.MEMBERSHIP) == 4
     assert second.rows_read[Kind.MEMBERSHIP] == 4
-    # the acknowledged memberships are all there, yet none of them is removed: a settled kind is skipped
+    # the acknowledged memberships are all there, yet none of them is removed: a settled class is skipped
     assert len(acknowledged[Kind.MEMBERSHIP]) == 4 and diff(second, acknowledged) == []
+
+
+GROUPS_2 = [*GROUPS, {**GROUPS[0], "group_id": "7X", "name": "7X"}]
+
+
+def two_classes(in_7x=(4, 5), learners=(1, 2, 3, 4, 5), staff=None):
+    """7W: learners 1-3 and the teacher; 7X: ``in_7x``."""
+    members = [member(n) for n in (1, 2, 3)] + [staff_member()]
+    members += [{**member(n), "group_id": "7X"} for n in in_7x]
+    return school(learners=learners, memberships=members, groups=GROUPS_2, staff=staff)
+
+
+def test_a_learner_joining_one_class_leaves_the_other_class_settled_and_decides_as_without_the_short_cut() -> (
+    None
+):
+    first = build_snapshot(two_classes(), HASH, TODAY, fingerprints())
+    acknowledged, known = remember(first)
+    assert set(first.class_tokens) == {"7W", "7X"}
+    changed = two_classes(in_7x=(4, 5, 6), learners=(1, 2, 3, 4, 5, 6))
+    settled = build_snapshot(changed, HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    assert settled.settled_classes == {"7W"} and settled.settled == {Kind.MEMBERSHIP: 4}
+    assert {key.partition("/")[0] for key in settled.entries[Kind.MEMBERSHIP]} == {"7X"}
+    plain = build_snapshot(changed, HASH, TODAY, fingerprints(known))
+    operations = diff(settled, acknowledged)
+    assert operations == diff(plain, acknowledged)
+    assert [(o.op.value, o.kind.value) for o in operations] == [
+        ("upsert", "learner"),
+        ("upsert", "membership"),
+    ]
+    assert set(settled.class_tokens) == {"7X"}  # 7W keeps the token it has
+
+
+def test_a_learner_held_back_unsettles_only_the_classes_they_are_in() -> None:
+    first = build_snapshot(two_classes(), HASH, TODAY, fingerprints())
+    acknowledged, known = remember(first)
+    held = two_classes()
+    held = SourceRows(
+        [*held.learners[:4], learner(5, date_of_birth=None)], held.staff, held.groups, held.memberships
+    )
+    settled = build_snapshot(held, HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    plain = build_snapshot(held, HASH, TODAY, fingerprints(known))
+    assert settled.settled_classes == {"7W"}
+    assert diff(settled, acknowledged) == diff(plain, acknowledged)
+    assert [h.reason.value for h in settled.held_back] == [h.reason.value for h in plain.held_back]
+    assert "member_held_back" in [h.reason.value for h in settled.held_back]
+    assert "7X" not in settled.class_tokens  # a class with a row held back is never offered to be settled
+
+
+def test_a_leaving_date_passing_unsettles_the_classes_of_the_leaver() -> None:
+    """The same MIS rows, another day: a learner on roll yesterday has left today."""
+    rows = two_classes(learners=(1, 2, 3, 4))
+    rows = SourceRows(
+        [*rows.learners, learner(5, leaving_date="2026-10-04")], rows.staff, rows.groups, rows.memberships
+    )
+    day_before = dt.date(2026, 10, 4)
+    first = build_snapshot(rows, HASH, day_before, fingerprints())
+    _, known = remember(first)
+    today = build_snapshot(rows, HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    assert today.settled_classes == {"7W"}
+    assert today.entries[Kind.LEARNER][HASH(make_upn(661, 2001, 20, 5))].left
 
 
 def test_the_token_is_the_same_however_the_driver_cut_the_rows_into_chunks() -> None:
@@ -176,7 +238,7 @@ def test_the_token_is_the_same_however_the_driver_cut_the_rows_into_chunks() -> 
     for size in (1, 3, 4):
         chunks = [values[i : i + size] for i in range(0, len(values), size)]
         rows = SourceRows([learner(n) for n in (1, 2, 3)], STAFF, GROUPS, RowChunks(fields, chunks))
-        tokens.add(build_snapshot(rows, HASH, TODAY, fingerprints()).tokens[Kind.MEMBERSHIP])
+        tokens.add(build_snapshot(rows, HASH, TODAY, fingerprints()).class_tokens["7W"])
     assert len(tokens) == 1
 
 
@@ -211,7 +273,7 @@ def test_any_change_memberships_depend_on_takes_the_full_path_and_decides_as_wit
     acknowledged, known = remember(first)
     settled = build_snapshot(CHANGES[change], HASH, TODAY, fingerprints(known), settled=settled_after(first))
     plain = build_snapshot(CHANGES[change], HASH, TODAY, fingerprints(known))
-    assert settled.settled == {}
+    assert settled.settled == {} and settled.settled_classes == frozenset()
     assert diff(settled, acknowledged) == diff(plain, acknowledged)
     assert [h.reason for h in settled.held_back] == [h.reason for h in plain.held_back]
 
@@ -240,6 +302,6 @@ def first_plan(rows):
 def test_memberships_with_one_held_back_are_never_offered_to_be_settled() -> None:
     decided = first_plan(school(memberships=[member(1), member(2), member(3), staff_member("NOBODY")]))
     assert [h.reason.value for h in decided.snapshot.held_back] == ["member_unknown"]
-    assert decided.settles_memberships is None
+    assert decided.settles_classes == {}
     clean = first_plan(school())
-    assert clean.settles_memberships == clean.snapshot.tokens[Kind.MEMBERSHIP]
+    assert clean.settles_classes == {"7W": Settled(clean.snapshot.class_tokens["7W"], 4)}

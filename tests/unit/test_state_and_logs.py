@@ -20,7 +20,9 @@ from hwb_client.adapters.state import (
     StateStore,
     set_aside,
 )
+from hwb_client.core.diff import ACTIVE
 from hwb_client.core.model import Kind, Op
+from hwb_client.core.snapshot import Settled
 from hwb_client.errors import StateError
 
 BODY = "Siân Prydderch 2015-03-04".encode()
@@ -67,6 +69,7 @@ def test_a_pending_batch_of_a_state_with_an_operation_row_each_migrates_whole_an
     from hwb_client.operator.why import local_state
 
     store = StateStore.open(tmp_path, "6612001")
+    _before_settled_classes(store)
     store.db.execute("ALTER TABLE outbox DROP COLUMN ops")
     store.db.execute("DELETE FROM schema_migrations WHERE version = ?", (OUTBOX_OPS_VERSION,))
     store.db.execute(
@@ -238,73 +241,92 @@ def _memberships(store: StateStore, batch_id: str, *ops: PendingOp, answer: str 
     store.acknowledge(store.pending_batches()[0], [OperationResult(answer)] * len(ops))
 
 
-def _member(n: int, op: Op = Op.UPSERT) -> PendingOp:
-    return PendingOp(op, Kind.MEMBERSHIP, f"6A/learner/k:{n}", None if op is Op.REMOVE else f"sha-256:{n}")
+def _before_settled_classes(store: StateStore) -> None:
+    """Back to the schema before memberships were settled per class: one token per school."""
+    store.db.executescript(
+        "DROP TRIGGER acknowledged_insert_unsettles; DROP TRIGGER acknowledged_update_unsettles;"
+        "DROP TRIGGER acknowledged_delete_unsettles; DROP TABLE settled_classes;"
+        + next(m for m in MIGRATIONS if "CREATE TABLE settled_kinds" in m)
+        + f"DELETE FROM schema_migrations WHERE version >= {SETTLED_VERSION};"
+    )
 
 
-def test_settled_memberships_are_kept_only_as_acknowledged_and_forgotten_at_any_write_to_them(
+def _member(n: int, op: Op = Op.UPSERT, group: str = "6A") -> PendingOp:
+    return PendingOp(
+        op, Kind.MEMBERSHIP, f"{group}/learner/k:{n}", None if op is Op.REMOVE else f"sha-256:{n}"
+    )
+
+
+T = Settled(b"t" * 16, 2)
+
+
+def test_settled_classes_are_kept_only_as_acknowledged_and_forgotten_at_any_write_to_their_memberships(
     tmp_path: Path,
 ) -> None:
-    """A token is kept only when the acknowledged memberships are as many as the run decided, all active,
-    with nothing waiting to be sent; whatever writes an acknowledged membership afterwards (an
-    acknowledgement, anti-entropy forgetting one, a rebuild from the manifest, a re-keying) forgets it,
-    and a write to another kind does not."""
+    """A class's token is kept only when its acknowledged memberships are as many as the run decided,
+    all active, with nothing waiting to be sent; whatever writes one of its acknowledged memberships
+    afterwards (an acknowledgement, anti-entropy forgetting one, a rebuild from the manifest, a
+    re-keying) forgets it, and a write to another class or another kind does not."""
     store = StateStore.open(tmp_path, "6612001")
     store.fingerprint_key = b"f" * 32  # as a state with its local secret has
-    _memberships(store, "b1", _member(1), _member(2))
-    assert not store.settle(Kind.MEMBERSHIP, b"t" * 16, 3, "run1")  # one decided was not acknowledged
+    _memberships(store, "b1", _member(1), _member(2), _member(1, group="6AB"), _member(2, group="6"))
+    # one decided was not acknowledged
+    assert store.settle_classes({"6A": Settled(b"t" * 16, 3)}, "run1") == []
     store.add_to_outbox([batch("waiting")])
-    assert not store.settle(Kind.MEMBERSHIP, b"t" * 16, 2, "run1")  # something still waits to be sent
+    assert store.settle_classes({"6A": T}, "run1") == []  # something still waits to be sent
     store.discard("waiting")
-    assert store.settle(Kind.MEMBERSHIP, b"t" * 16, 2, "run1")
-    assert store.settled(Kind.MEMBERSHIP) == (b"t" * 16, 2)
+    # each class counted by its own memberships: "6AB" and "6" are not "6A"
+    three = {"6A": T, "6AB": Settled(b"u" * 16, 1), "6": Settled(b"v" * 16, 1)}
+    assert store.settle_classes(three, "run1") == ["6A", "6AB", "6"]
+    assert store.settled_classes() == {"6A": T, "6AB": (b"u" * 16, 1), "6": (b"v" * 16, 1)}
     assert store.index(leave_out=frozenset({Kind.MEMBERSHIP}))[0].get(Kind.MEMBERSHIP) is None
-    assert set(store.kind_index(Kind.MEMBERSHIP)[0]) == {"6A/learner/k:1", "6A/learner/k:2"}
+    assert set(store.kind_index(Kind.MEMBERSHIP, frozenset({"6A", "6"}))[0]) == {"6AB/learner/k:1"}
 
     _memberships(store, "b2", PendingOp(Op.UPSERT, Kind.LEARNER, "k:9", "sha-256:9"))
-    assert store.settled(Kind.MEMBERSHIP) is not None  # a learner written: the memberships stand
+    assert store.settled_classes().keys() == {"6A", "6AB", "6"}  # a learner written: the classes stand
     store.db.execute("UPDATE acknowledged SET fingerprint = x'01' WHERE kind = 'membership'")
-    assert store.settled(Kind.MEMBERSHIP) is not None  # a fingerprint bound: the same records
+    assert store.settled_classes().keys() == {"6A", "6AB", "6"}  # a fingerprint bound: the same records
     writes = {
         "acknowledged": lambda: _memberships(store, "b3", _member(3)),
         "removed": lambda: _memberships(store, "b4", _member(1, Op.REMOVE)),
         "re-keyed": lambda: store.rekey([(Kind.MEMBERSHIP, "6A/learner/k:2", "6A/learner/k2:2")]),
         "status changed": lambda: store.db.execute(
-            "UPDATE acknowledged SET status = 'left' WHERE kind = 'membership'"
+            "UPDATE acknowledged SET status = 'left' WHERE key LIKE '6A/%'"
         ),
         "forgotten": lambda: store.db.execute("DELETE FROM acknowledged WHERE key = '6A/learner/k:3'"),
-        "rebuilt": lambda: store.replace_acknowledged([]),
+        "rebuilt": lambda: store.replace_acknowledged(
+            [(Kind.MEMBERSHIP, "6AB/learner/k:1", "d", ACTIVE, None)]
+        ),
     }
     for name, write in writes.items():
         assert store.kind_index(Kind.MEMBERSHIP)[0], name  # there is still a membership to write to
-        store.db.execute(
-            "INSERT OR REPLACE INTO settled_kinds VALUES ('membership', x'00', 0, 'run1', 'now')"
-        )
+        store.db.execute("INSERT OR REPLACE INTO settled_classes VALUES ('6A', x'00', 0, 'run1', 'now')")
         write()
-        assert store.settled(Kind.MEMBERSHIP) is None, name
+        assert "6A" not in store.settled_classes(), name
+        if name != "rebuilt":  # a rebuild rewrites every membership: the other classes go too
+            assert store.settled_classes().keys() == {"6AB", "6"}, name
     store.close()
 
 
-def test_a_state_of_the_previous_release_migrates_to_settled_memberships_with_none_settled(
+def test_a_state_with_the_school_wide_token_migrates_to_settled_classes_with_none_settled(
     tmp_path: Path,
 ) -> None:
-    """The new table and its triggers arrive by migration; the first run after it reads every kind."""
+    """A state whose memberships were settled as a whole (schema 7) gets the per-class table and its
+    triggers by migration; the school's token goes, and the first run after it reads every class."""
     store = StateStore.open(tmp_path, "6612001")
-    store.db.execute("DROP TRIGGER acknowledged_insert_unsettles")
-    store.db.execute("DROP TRIGGER acknowledged_update_unsettles")
-    store.db.execute("DROP TRIGGER acknowledged_delete_unsettles")
-    store.db.execute("DROP TABLE settled_kinds")
-    store.db.execute("DELETE FROM schema_migrations WHERE version = ?", (SETTLED_VERSION,))
+    store.fingerprint_key = b"f" * 32
+    _memberships(store, "b1", _member(1), _member(2))
+    _before_settled_classes(store)
+    store.db.execute("INSERT INTO settled_kinds VALUES ('membership', x'00', 2, 'run1', 'now')")
     store.close()
     again = StateStore.open(tmp_path, "6612001")
+    again.fingerprint_key = b"f" * 32
     assert again.schema_version == len(MIGRATIONS)
-    assert again.settled(Kind.MEMBERSHIP) is None
-    triggers = {r[0] for r in again.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    assert triggers == {
-        "acknowledged_insert_unsettles",
-        "acknowledged_update_unsettles",
-        "acknowledged_delete_unsettles",
-    }
+    assert again.settled_classes() == {} and not again.has_table("settled_kinds")
+    assert set(again.kind_index(Kind.MEMBERSHIP)[0]) == {"6A/learner/k:1", "6A/learner/k:2"}  # nothing lost
+    assert again.settle_classes({"6A": T}, "run2") == ["6A"]
+    _memberships(again, "b2", _member(3))
+    assert again.settled_classes() == {}  # the new triggers forget the class
     again.close()
 
 

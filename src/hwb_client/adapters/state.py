@@ -130,13 +130,40 @@ MIGRATIONS: tuple[str, ...] = (
     WHERE EXISTS (SELECT 1 FROM outbox_ops p WHERE p.batch_id = outbox.batch_id);
     DELETE FROM outbox_ops;
     """,
+    # 8 (0.2.0): memberships settled class by class (``core.snapshot.Settled``), not the school's as a
+    # whole: one learner moving class un-settled every membership of the school. The same rule, kept
+    # per class: any write to an acknowledged membership that changes what it is forgets its class's
+    # token, in the same transaction (the group id is the key up to its first "/", which a group id
+    # never holds). The school's tokens are dropped: the next run reads its memberships in full once
+    # and settles them again. Nothing is re-sent.
+    """
+    DROP TRIGGER acknowledged_insert_unsettles;
+    DROP TRIGGER acknowledged_update_unsettles;
+    DROP TRIGGER acknowledged_delete_unsettles;
+    DROP TABLE settled_kinds;
+    CREATE TABLE settled_classes (
+        group_id TEXT PRIMARY KEY, token BLOB NOT NULL, records INTEGER NOT NULL, run_id TEXT NOT NULL,
+        settled_at TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TRIGGER acknowledged_insert_unsettles AFTER INSERT ON acknowledged
+    WHEN NEW.kind = 'membership'
+    BEGIN DELETE FROM settled_classes WHERE group_id = substr(NEW.key, 1, instr(NEW.key, '/') - 1); END;
+    CREATE TRIGGER acknowledged_update_unsettles AFTER UPDATE OF kind, key, digest, status ON acknowledged
+    WHEN OLD.kind = 'membership' OR NEW.kind = 'membership'
+    BEGIN DELETE FROM settled_classes WHERE group_id IN (
+        substr(OLD.key, 1, instr(OLD.key, '/') - 1), substr(NEW.key, 1, instr(NEW.key, '/') - 1)); END;
+    CREATE TRIGGER acknowledged_delete_unsettles AFTER DELETE ON acknowledged
+    WHEN OLD.kind = 'membership'
+    BEGIN DELETE FROM settled_classes WHERE group_id = substr(OLD.key, 1, instr(OLD.key, '/') - 1); END;
+    """,
 )
 
 #: The schema version from which a batch's operations are kept in ``outbox.ops``.
 OUTBOX_OPS_VERSION = next(n for n, script in enumerate(MIGRATIONS, start=1) if "ADD COLUMN ops" in script)
 
-#: The schema version that has ``settled_kinds``.
-SETTLED_VERSION = next(n for n, script in enumerate(MIGRATIONS, start=1) if "settled_kinds" in script)
+#: The schema version that has ``settled_classes``.
+SETTLED_VERSION = next(
+    n for n, script in enumerate(MIGRATIONS, start=1) if "CREATE TABLE settled_classes" in script
+)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -384,55 +411,70 @@ class StateStore:
                 known.update(kind_known)
         return index, known
 
-    def kind_index(self, kind: Kind) -> tuple[dict[str, Acknowledged], dict[bytes, Known]]:
-        """One kind of ``index``. Loaded on every run for every record, so built without a Python
-        statement per row: the rows come back as tuples in the order of the named tuples' fields and
-        become ``Acknowledged`` and ``Known`` through ``map`` and ``itemgetter``, the dictionaries
-        through ``zip``."""
+    def kind_index(
+        self, kind: Kind, settled: frozenset[str] = frozenset()
+    ) -> tuple[dict[str, Acknowledged], dict[bytes, Known]]:
+        """One kind of ``index`` (memberships: but those of the ``settled`` classes). Loaded on every run
+        for every record, so built without a Python statement per row: the rows come back as tuples in
+        the order of the named tuples' fields and become ``Acknowledged`` and ``Known`` through ``map``
+        and ``itemgetter``, the dictionaries through ``zip``."""
         # tuple.__new__ straight from C (``_make`` is a Python frame per row)
         as_acknowledged = functools.partial(tuple.__new__, Acknowledged)
         as_known = functools.partial(tuple.__new__, Known)
-        rows = self.db.execute(
-            # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
+        # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
+        query = (
             "SELECT key, digest, status, year_group, stable, fingerprint, status = ? "
-            "FROM acknowledged WHERE kind = ?",
-            (LEFT, kind.value),
-        ).fetchall()
+            "FROM acknowledged WHERE kind = ?"
+        )
+        parameters: tuple[object, ...] = (LEFT, kind.value)
+        if settled:
+            query += " AND substr(key, 1, instr(key, '/') - 1) NOT IN (SELECT value FROM json_each(?))"
+            parameters += (json.dumps(sorted(settled)),)
+        rows = self.db.execute(query, parameters).fetchall()
         acknowledged = dict(zip(map(_KEY, rows), map(as_acknowledged, map(_ACKNOWLEDGED, rows)), strict=True))
         bound = [row for row in rows if row[5] is not None]  # rows never fingerprinted have none
         known = dict(zip(map(_FINGERPRINT, bound), map(as_known, map(_KNOWN, bound)), strict=True))
         return acknowledged, known
 
-    # -- settled memberships (``core.snapshot.Settled``) -----------------------------------------------
+    # -- settled classes (``core.snapshot.Settled``) ---------------------------------------------------
 
-    def settled(self, kind: Kind) -> Settled | None:
-        """What the last clean run left of ``kind``, while nothing of it was written since."""
+    def settled_classes(self) -> dict[str, Settled]:
+        """What the last clean runs left of each class, while nothing of its memberships was written
+        since."""
         if self.schema_version < SETTLED_VERSION or self.fingerprint_key is None:
-            return None
-        row = self.db.execute(
-            "SELECT token, records FROM settled_kinds WHERE kind = ?", (kind.value,)
-        ).fetchone()
-        return Settled(bytes(row[0]), int(row[1])) if row is not None else None
+            return {}
+        return {
+            gid: Settled(bytes(token), int(records))
+            for gid, token, records in self.db.execute("SELECT group_id, token, records FROM settled_classes")
+        }
 
-    def settle(self, kind: Kind, token: bytes, records: int, run_id: str) -> bool:
-        """Keep ``token`` for ``kind`` when what is acknowledged is what the run decided: ``records``
-        of it, all active, and nothing waiting in the outbox. The caller vouches that every operation of
-        the run was applied and none of the kind was held back: the acknowledged records are then exactly
-        the run's, and the count tells whether any was left unsent. True if kept."""
+    def settle_classes(self, classes: Mapping[str, Settled], run_id: str) -> list[str]:
+        """Keep each class's token when what is acknowledged of it is what the run decided: its
+        ``records`` memberships, all active, and nothing waiting in the outbox. The caller vouches that
+        every operation of the run was applied and none of these classes' rows was held back: the
+        acknowledged memberships are then exactly the run's, and the count tells whether one was left
+        unsent. Returns the classes kept."""
+        if self.schema_version < SETTLED_VERSION or self.fingerprint_key is None:
+            return []
         with self.transaction():
-            total, active = self.db.execute(
-                "SELECT count(*), coalesce(sum(status = ?), 0) FROM acknowledged WHERE kind = ?",
-                (ACTIVE, kind.value),
-            ).fetchone()
-            pending = self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
-            if total != records or active != records or pending:
-                return False
-            self.db.execute(
-                "INSERT OR REPLACE INTO settled_kinds (kind, token, records, run_id, settled_at) "
+            if self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]:
+                return []
+            now, kept = _now(), []
+            for gid, settled in classes.items():
+                total, active = self.db.execute(
+                    # a class's memberships: one range of the primary key ("/" sorts just before "0")
+                    "SELECT count(*), coalesce(sum(status = ?), 0) FROM acknowledged "
+                    "WHERE kind = ? AND key >= ? AND key < ?",
+                    (ACTIVE, Kind.MEMBERSHIP.value, gid + "/", gid + "0"),
+                ).fetchone()
+                if total == active == settled.records:
+                    kept.append((gid, settled.token, settled.records, run_id, now))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO settled_classes (group_id, token, records, run_id, settled_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (kind.value, token, records, run_id, _now()),
+                kept,
             )
-        return True
+        return [row[0] for row in kept]
 
     def acknowledged_for(self, keys: Iterable[tuple[Kind, str]]) -> dict[Kind, dict[str, Acknowledged]]:
         """Only these records of the acknowledged index (a run's held-back keys: usually a few), not the

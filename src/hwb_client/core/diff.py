@@ -6,9 +6,10 @@ holds an upsert for a new or changed record on roll, a leave for a record whose 
 digest, a remove for a record that vanished from the MIS, and nothing for an unchanged one. A record's
 state is the snapshot's, taken on the day of the run: the same MIS row is on roll on its leaving date and
 left the day after, so a leave is sent then although the row did not change. Held-back records are never
-removed: they still exist in the MIS, they are just not sendable now. A settled kind
-(``Snapshot.settled``: the memberships, when everything they are built from is as at a run that left
-them exactly as acknowledged) gives no operation at all: it has no entries, and must not be removed.
+removed: they still exist in the MIS, they are just not sendable now. A settled class
+(``Snapshot.settled_classes``: everything its memberships are built from is as at a run that left them
+exactly as acknowledged) gives no operation at all: its memberships have no entries, and must not be
+removed.
 """
 
 from __future__ import annotations
@@ -50,8 +51,6 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
     changes: list[Operation] = []
     never_sent_leavers: set[tuple[str, str]] = set()
     for kind in SEND_ORDER:
-        if kind in snapshot.settled:
-            continue
         known = acknowledged.get(kind, {})
         for key, entry in snapshot.entries[kind].items():
             previous = known.get(key)
@@ -76,11 +75,12 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
             # write it (a keyed copy held per operation would be a large school's peak memory)
             changes.append(Operation(op, kind, key, record, entry.digest))
     removals: list[Operation] = []
+    settled = snapshot.settled_classes
     for kind in reversed(SEND_ORDER):
-        if kind in snapshot.settled:
-            continue  # as acknowledged: nothing of it vanished
         current = snapshot.entries[kind]
         for key in acknowledged.get(kind, {}):
             if key not in current and (kind, key) not in snapshot.held_keys:
+                if settled and kind is Kind.MEMBERSHIP and key.partition("/")[0] in settled:
+                    continue  # as acknowledged: nothing of a settled class vanished
                 removals.append(Operation(Op.REMOVE, kind, key, None, None))
     return changes + removals

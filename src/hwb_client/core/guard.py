@@ -126,7 +126,9 @@ def rollover_window(today: dt.date) -> bool:
 
 
 def _active(acknowledged: AckIndex) -> dict[Kind, int]:
-    return {kind: operator.countOf(map(_STATUS, acknowledged.get(kind, {}).values()), ACTIVE) for kind in Kind}
+    return {
+        kind: operator.countOf(map(_STATUS, acknowledged.get(kind, {}).values()), ACTIVE) for kind in Kind
+    }
 
 
 _STATUS = operator.attrgetter("status")
@@ -300,7 +302,9 @@ def check(
 ) -> GuardDecision:
     """Decide whether this run may go ahead. ``held_before`` is ``held_back_sent`` at the last completed
     run (None: unknown, so a first run after an upgrade is not held for hold-backs it inherited)."""
-    active = {**_active(acknowledged), **snapshot.settled}  # a settled kind: all active, as acknowledged
+    active = _active(acknowledged)  # ``acknowledged``: the unsettled classes' memberships only (``plan``)
+    for kind, records in snapshot.settled.items():  # settled: all active, as acknowledged
+        active[kind] = active.get(kind, 0) + records
     holds = _empty_source(snapshot, active)
     unexpected, expected = _removals(operations, acknowledged, today)
     held_now = held_back_sent(snapshot, acknowledged)

@@ -17,7 +17,14 @@ from hwb_client.core import guard, key_rotation
 from hwb_client.core.batches import Batch, build_batches
 from hwb_client.core.diff import AckIndex, Acknowledged, diff
 from hwb_client.core.model import Kind, Operation
-from hwb_client.core.snapshot import RowFingerprints, Settled, Snapshot, SourceRows, build_snapshot
+from hwb_client.core.snapshot import (
+    RowFingerprints,
+    Settled,
+    SettledClasses,
+    Snapshot,
+    SourceRows,
+    build_snapshot,
+)
 
 #: Kinds that are people (accounts); the others are classes and their memberships.
 PEOPLE = (Kind.LEARNER, Kind.STAFF)
@@ -59,18 +66,16 @@ class Plan:
         return bool(self.holds)
 
     @property
-    def settles_memberships(self) -> bytes | None:
-        """The token the state may keep if this run ends with every operation applied: this read's
-        memberships were all sendable (none held back), so once applied they are exactly what is
-        acknowledged. None when there is no token, when they were settled already (the kept token
-        stands), or when one was held back."""
-        snapshot = self.snapshot
-        token = snapshot.tokens.get(Kind.MEMBERSHIP)
-        if token is None or Kind.MEMBERSHIP in snapshot.settled:
-            return None
-        if any(held.kind is Kind.MEMBERSHIP for held in snapshot.held_back):
-            return None
-        return token
+    def settles_classes(self) -> dict[str, Settled]:
+        """The classes the state may keep as settled if this run ends with every operation applied:
+        each class this read decided with none of its rows held back, its token and how many
+        memberships it has (once applied, exactly what is acknowledged of it; the state checks the
+        count). The classes settled already keep their tokens."""
+        tokens = self.snapshot.class_tokens
+        if not tokens:
+            return {}
+        records = Counter(key.partition("/")[0] for key in self.snapshot.entries[Kind.MEMBERSHIP])
+        return {gid: Settled(token, records[gid]) for gid, token in tokens.items() if records[gid]}
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Planned operations per kind and operation."""
@@ -125,18 +130,25 @@ def plan(
     allowed_flags: frozenset[str] = frozenset(),
     held_before: Mapping[Kind, int] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
-    settled: Settled | None = None,
-    later_memberships: Callable[[], Mapping[str, Acknowledged]] | None = None,
+    settled: SettledClasses | None = None,
+    later_memberships: Callable[[frozenset[str]], Mapping[str, Acknowledged]] | None = None,
 ) -> Plan:
     """Decide one school's run. ``ids`` is None for a dry run (no batches are cut). In a national key
     changeover (``previous_hasher``), acknowledged learners are re-keyed to their new pseudonyms first.
 
-    ``settled``: what the last clean run left of the memberships (``snapshot.Settled``). The state may
-    then leave the acknowledged memberships out of ``acknowledged``; ``later_memberships`` gives them if
-    this read does not settle them."""
+    ``settled``: what the last clean run left of each class (``snapshot.Settled``). The state may then
+    leave the acknowledged memberships out of ``acknowledged``; ``later_memberships`` gives them, but
+    those of the classes this read settles. Past this point the acknowledged memberships are only the
+    unsettled classes': the diff and the guard count the settled ones as they were acknowledged."""
     snapshot = build_snapshot(rows, hasher, today, fingerprints, keyed, previous_hasher, settled)
-    if later_memberships is not None and Kind.MEMBERSHIP not in snapshot.settled:
-        acknowledged = {**acknowledged, Kind.MEMBERSHIP: later_memberships()}
+    same = snapshot.settled_classes
+    if later_memberships is not None:
+        acknowledged = {**acknowledged, Kind.MEMBERSHIP: later_memberships(same)}
+    elif same:
+        unsettled = {
+            k: a for k, a in acknowledged.get(Kind.MEMBERSHIP, {}).items() if k.partition("/")[0] not in same
+        }
+        acknowledged = {**acknowledged, Kind.MEMBERSHIP: unsettled}
     learners = {k: e.record for k, e in snapshot.entries[Kind.LEARNER].items() if e.record is not None}
     moves = key_rotation.rekey_moves(learners, acknowledged)
     if moves:

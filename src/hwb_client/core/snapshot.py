@@ -10,12 +10,14 @@ whose fingerprint is known is the same row the national side already holds: its 
 reused and it is not validated, hashed or encoded again (the guard, duplicate detection and class
 membership checks still see it). Any other row takes the full path, which is the definition.
 
-Memberships, most of a school's rows, can also be *settled* as a whole (``Settled``): a run whose
-memberships all ended exactly as acknowledged leaves a keyed token of everything they were built from
-(the membership rows, the learners, staff and groups they may point at, the UPNs' pseudonyms, the held
-back). A later run whose token is the same would decide the same memberships, so it skips them: none
-is sent or removed, and the state does not load them. Memberships have no dates; the people they point
-at are read in full every run, with their dates, and are part of the token.
+Memberships, most of a school's rows, can also be *settled* class by class (``Settled``): a run whose
+memberships of a class all ended exactly as acknowledged leaves a keyed token of everything they were
+built from (the class's membership rows, what each row's member is in that read: its pseudonym and
+whether it is on roll, left, held back or unknown, and what the class itself is). A later run whose
+token for the class is the same would decide the same memberships of it, so it skips them: none is sent
+or removed, and the state does not load them. One learner moving class un-settles the two classes, not
+the school. Memberships have no dates; the people they point at are read in full every run, with their
+dates, and what they are on the day is part of each token.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,25 +111,29 @@ class Known(NamedTuple):
 
 
 class Settled(NamedTuple):
-    """Memberships a clean run left exactly as acknowledged: the token of what they were built from
-    (``MembershipToken``) and how many there are."""
+    """A class whose memberships a clean run left exactly as acknowledged: the token of what they were
+    built from (``ClassTokens``) and how many there are."""
 
     token: bytes
     records: int
+
+
+#: a school's settled classes: group id -> what the last clean run left of the class
+SettledClasses = Mapping[str, Settled]
 
 
 class RowFingerprints:
     """Keyed fingerprints of raw MIS rows, and the acknowledged records they produced.
 
     ``later`` gives the fingerprints of acknowledged memberships when the state left them out of
-    ``known`` (it does when the memberships may be settled): called only when they are not."""
+    ``known`` (it does when classes may be settled), but those of the classes settled in this read."""
 
     def __init__(
         self,
         key: bytes,
         context: str,
         known: Mapping[bytes, Known] | None = None,
-        later: Callable[[], Mapping[bytes, Known]] | None = None,
+        later: Callable[[frozenset[str]], Mapping[bytes, Known]] | None = None,
     ) -> None:
         self._key = key[:64]
         self._context = context
@@ -134,9 +142,10 @@ class RowFingerprints:
         self.known: Mapping[bytes, Known] = known or {}
         self._later = later
 
-    def membership_known(self) -> Mapping[bytes, Known]:
-        """Where memberships' fingerprints are looked up: ``known``, or the ones loaded ``later``."""
-        return self._later() if self._later is not None else self.known
+    def membership_known(self, settled: frozenset[str] = frozenset()) -> Mapping[bytes, Known]:
+        """Where memberships' fingerprints are looked up: ``known``, or the ones loaded ``later`` (but
+        the ``settled`` classes', whose rows are not looked at)."""
+        return self._later(settled) if self._later is not None else self.known
 
     def token(self, purpose: str) -> hashlib.blake2b:
         """A fresh keyed BLAKE2b for a token over many rows, bound to the context and ``purpose``."""
@@ -170,11 +179,14 @@ class Snapshot:
     rows_read: Counter[Kind] = field(default_factory=Counter)
     #: local, human labels of held-back rows for the school's own report; never logged or stored
     labels: dict[int, str] = field(default_factory=dict)
-    #: kinds left as they were acknowledged (``Settled``), with their record counts: no entry is built
-    #: for them, and nothing of theirs is sent or removed
+    #: records left as they were acknowledged (the memberships of ``settled_classes``), counted per
+    #: kind: no entry is built for them, and nothing of theirs is sent or removed
     settled: dict[Kind, int] = field(default_factory=dict)
-    #: this read's token per kind (memberships), for the state to keep if the run ends clean
-    tokens: dict[Kind, bytes] = field(default_factory=dict)
+    #: the classes (group ids) whose memberships this read settled (``Settled``)
+    settled_classes: frozenset[str] = frozenset()
+    #: this read's token of each class it decided with none of its rows held back, for the state to keep
+    #: if the run ends clean (``Plan.settles_classes``)
+    class_tokens: dict[str, bytes] = field(default_factory=dict)
 
     def count(self, kind: Kind) -> int:
         return len(self.entries[kind]) + self.settled.get(kind, 0)
@@ -404,14 +416,14 @@ def build_snapshot(
     fingerprints: RowFingerprints | None = None,
     keyed: Callable[[bytes], str] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
-    settled: Settled | None = None,
+    settled: SettledClasses | None = None,
 ) -> Snapshot:
     """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason.
 
     ``keyed`` keys the stable digests with the school's local secret (the state database keeps them);
     without it they are plain SHA-256. During a national key changeover ``previous_hasher`` gives each
-    learner's ``upn_hash_previous``. ``settled``: what the last clean run left of the memberships; when
-    this read's token is the same, they are settled (``Snapshot.settled``), not built."""
+    learner's ``upn_hash_previous``. ``settled``: what the last clean run left of each class; a class whose
+    token in this read is the same is settled (``Snapshot.settled_classes``), its memberships not built."""
     b = _Builder(
         today,
         keyed or _plain,
@@ -438,70 +450,148 @@ def _plain(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class MembershipToken:
-    """A keyed token of everything a school's memberships are decided from: their rows' values in
-    order (each row's ``repr`` and a newline, so the same rows give the same token however the driver
-    cut them into chunks), the learners, staff and groups read before them (the keys they may point at),
-    the UPNs' pseudonyms, the held-back staff and groups; and, through the key, the context (national
-    keys, profile). Two reads with the same token decide the same memberships."""
+#: one membership row in its class's token: its values' ``repr`` and what its member is
+_TOKEN_LINE = "{!r}\x00{}\n".format
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
-    def __init__(self, fingerprints: RowFingerprints) -> None:
-        self._hash = fingerprints.token("memberships settled v1")
+
+class ClassTokens:
+    """Keyed tokens, one per class (group id), of everything the class's memberships are decided from:
+    its rows' values in order (each row's ``repr``, so the same rows give the same token however the
+    driver cut them into chunks); what each row's member is in this read (``member``: its pseudonym or
+    staff code, and whether on roll, left, held back or unknown); what the class itself is; and, through
+    the key, the context (national keys, profile). Two reads with the same token for a class decide the
+    same memberships of it. Rows whose fields differ from the first chunk's make no token at all."""
+
+    def __init__(self, fingerprints: RowFingerprints, member: Callable[[Row], str]) -> None:
+        self._base = fingerprints.token("memberships settled per class v1")
+        self._member = member
         self._names: tuple[str, ...] | None = None
+        self._group = 0
+        self._others: Callable[[Sequence[object]], object] = lambda values: ()
+        self._members: dict[object, str] = {}  # the row's values but its group -> what its member is
+        self._running: dict[str, hashlib.blake2b] = {}
+        #: each raw group value seen -> the group id it names
+        self.group_of: dict[object, str] = {}
+        self.usable = True
 
     def add(self, names: tuple[str, ...], chunk: Sequence[Sequence[object]]) -> None:
-        if names != self._names:  # \x00 is never in a repr: a marker no value can forge
-            self._names = names
-            self._hash.update(b"\x00fields" + repr(names).encode() + b"\x00")
-        self._hash.update("\n".join(map(repr, chunk)).encode())
-        self._hash.update(b"\n")
+        if not self.usable:
+            return
+        if names != self._names:
+            if self._names is not None or "group_id" not in names:
+                self.usable = False
+                return
+            self._names, self._group = names, names.index("group_id")
+            rest = [i for i in range(len(names)) if i != self._group]
+            if rest:
+                self._others = operator.itemgetter(*rest)
+            self._base.update(b"\x00fields" + repr(names).encode() + b"\x00")
+        group_of, running, members = self.group_of, self._running, self._members
+        try:  # no Python statement per row: a chunk's rows are mapped in C, and hashed per run of a class
+            whos = list(map(self._others, chunk))
+            missing = set(whos).difference(members)
+            if missing:
+                row_of = dict(zip(whos, chunk, strict=True))
+                for who in missing:
+                    members[who] = self._member(dict(zip(names, row_of[who], strict=True)))
+            lines = map(_TOKEN_LINE, chunk, map(members.__getitem__, whos))
+            groups = map(operator.itemgetter(self._group), chunk)
+            for raw, run in itertools.groupby(zip(groups, lines, strict=True), key=_FIRST):
+                gid = group_of.get(raw)
+                if gid is None:
+                    gid = group_of[raw] = v.membership_group(raw)
+                token = running.get(gid)
+                if token is None:
+                    token = running[gid] = self._base.copy()
+                    token.update(f"\x00class\x00{gid!r}\x00".encode())
+                token.update("".join(map(_SECOND, run)).encode())
+        except TypeError:  # a value that cannot be a key (no driver gives one): no class settles
+            self.usable = False
 
-    def digest(
-        self, snapshot: Snapshot, upn_hashes: Mapping[str, str], held: tuple[set[str], set[str]]
-    ) -> bytes:
-        """The token, once every row was added (``snapshot``: the people and groups already read)."""
-        token = self._hash.copy()
-        held_staff, held_groups = held
-        for label, keys in (
-            ("learners", snapshot.entries[Kind.LEARNER]),
-            ("staff", snapshot.entries[Kind.STAFF]),
-            ("groups", snapshot.entries[Kind.GROUP]),
-            ("held staff", held_staff),
-            ("held groups", held_groups),
-        ):
-            token.update(f"\x00{label}\x00{sorted(keys)!r}".encode())
-        token.update(f"\x00upns\x00{sorted(upn_hashes.items())!r}".encode())
-        return token.digest()
+    def digests(self, group: Callable[[str], str]) -> dict[str, bytes]:
+        """Each class's token, once every row was added (``group``: what the class is in this read)."""
+        if not self.usable:
+            return {}
+        tokens = {}
+        for gid, running in self._running.items():
+            token = running.copy()
+            token.update(f"\x00group\x00{group(gid)}".encode())
+            tokens[gid] = token.digest()
+        return tokens
 
 
-def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns, settled: Settled | None) -> None:
+def _member_status(
+    upns: _Upns, members: Mapping[Kind, Mapping[str, Entry]], held_staff: set[str]
+) -> Callable[[Row], str]:
+    """What a membership row's member is in this read, as ``_membership`` would find it: not valid
+    (and why), unknown, or their key and whether on roll, left or held back."""
+
+    def status(row: Row) -> str:
+        try:
+            kind, ref = v.membership_member(row, upn_parser=upns.parse)
+        except Invalid as exc:
+            return f"invalid {exc.reason.value}"
+        if kind is Kind.LEARNER:
+            key = upns.hashes.get(ref)
+        else:
+            key = ref if ref in members[Kind.STAFF] or ref in held_staff else None
+        if key is None:
+            return "unknown"
+        entry = members[kind].get(key)
+        return f"{kind.value} {key} " + ("held" if entry is None else "left" if entry.left else "on roll")
+
+    return status
+
+
+def _group_status(groups: Mapping[str, Entry], held_groups: set[str]) -> Callable[[str], str]:
+    def status(gid: str) -> str:
+        entry = groups.get(gid)
+        if entry is not None:
+            return "left" if entry.left else "on roll"
+        return "held" if gid in held_groups else "unknown"
+
+    return status
+
+
+def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns, settled: SettledClasses | None) -> None:
     """Memberships are most of a school's rows, and in a nightly run nearly all are known: a known row
     is looked up by the fingerprint of its values, with no dict made for it, and the per-kind tables are
     looked up once, not per row. Any other row takes the full path (``_membership``).
 
-    Their token (``MembershipToken``) is made as the rows pass. When the last clean run left one
-    (``settled``), the rows are kept and the token made first: the same, the memberships are settled and
-    none is looked at; else they are read as they come (a first run's memory holds one chunk)."""
+    Each class's token (``ClassTokens``) is made as the rows pass. When the last clean run left some
+    (``settled``), the rows are kept and the tokens made first: a class whose token is the same is
+    settled and none of its rows is looked at again; the other classes are read as they come (a first
+    run's memory holds one chunk, and a token per class)."""
     snap = b.snapshot
     held = (
         {key for kind, key in snap.held_keys if kind is Kind.STAFF},
         {key for kind, key in snap.held_keys if kind is Kind.GROUP},
     )
-    token = MembershipToken(b.fingerprints) if b.fingerprints is not None else None
+    members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
+    group = _group_status(snap.entries[Kind.GROUP], held[1])
+    tokens = None
+    if b.fingerprints is not None:
+        tokens = ClassTokens(b.fingerprints, _member_status(upns, members, held[0]))
     chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]] = _value_chunks(rows)
-    if token is not None and settled is not None:
-        chunks = list(chunks)  # one school's memberships, read twice: for the token first
+    made: dict[str, bytes] | None = None
+    skip: frozenset[object] = frozenset()  # the settled classes' raw group values
+    if tokens is not None and settled:
+        chunks = list(chunks)  # one school's memberships, read twice: for the tokens first
         for names, chunk in chunks:
-            token.add(names, chunk)
-        snap.tokens[Kind.MEMBERSHIP] = token.digest(snap, upns.hashes, held)
-        if snap.tokens[Kind.MEMBERSHIP] == settled.token:
-            snap.settled[Kind.MEMBERSHIP] = settled.records
-            snap.rows_read[Kind.MEMBERSHIP] += sum(len(chunk) for _, chunk in chunks)
-            return
-        token = None  # made already
-    snap.rows_read[Kind.MEMBERSHIP] += _decide_memberships(b, chunks, upns, held, token)
-    if token is not None:
-        snap.tokens[Kind.MEMBERSHIP] = token.digest(snap, upns.hashes, held)
+            tokens.add(names, chunk)
+        made = tokens.digests(group)
+        same = frozenset(gid for gid, kept in settled.items() if made.get(gid) == kept.token)
+        if same:
+            snap.settled_classes = same
+            snap.settled[Kind.MEMBERSHIP] = sum(settled[gid].records for gid in same)
+            skip = frozenset(raw for raw, gid in tokens.group_of.items() if gid in same)
+    read, held_classes = _decide_memberships(b, chunks, upns, held, None if made else tokens, skip)
+    snap.rows_read[Kind.MEMBERSHIP] += read
+    if tokens is not None:
+        made = made if made is not None else tokens.digests(group)
+        unsettled = snap.settled_classes | held_classes
+        snap.class_tokens = {gid: token for gid, token in made.items() if gid not in unsettled}
 
 
 def _decide_memberships(
@@ -509,22 +599,30 @@ def _decide_memberships(
     chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
     upns: _Upns,
     held: tuple[set[str], set[str]],
-    token: MembershipToken | None,
-) -> int:
-    """Every membership row, known or the long way; returns how many rows there were."""
+    tokens: ClassTokens | None,
+    skip: frozenset[object],
+) -> tuple[int, set[str]]:
+    """Every membership row, known or the long way, but those of settled classes (``skip``: their raw
+    group values); returns how many rows there were, and the classes with a row held back."""
     snap = b.snapshot
     members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
     learners, staff = members[Kind.LEARNER], members[Kind.STAFF]
     groups, entries = snap.entries[Kind.GROUP], snap.entries[Kind.MEMBERSHIP]
-    known: Mapping[bytes, Known] = b.fingerprints.membership_known() if b.fingerprints is not None else {}
+    known: Mapping[bytes, Known] = {}
+    if b.fingerprints is not None:
+        known = b.fingerprints.membership_known(snap.settled_classes)
     learner, membership = Kind.LEARNER.value, Kind.MEMBERSHIP
+    held_classes: set[str] = set()
     index = 0
     for names, chunk in chunks:
-        if token is not None:
-            token.add(names, chunk)
+        if tokens is not None:
+            tokens.add(names, chunk)
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
+        group = names.index("group_id") if skip else -1
         for values in chunk:
             index += 1
+            if group >= 0 and values[group] in skip:
+                continue
             fp = None
             if prefixed is not None:
                 running = prefixed.copy()
@@ -541,8 +639,11 @@ def _decide_memberships(
                         continue
             # not known, or the member or the group is no longer sendable: the full path says why
             row = dict(zip(names, values, strict=True))
+            before = len(snap.held_back)
             _membership(b, index, row, fp, upns, members, groups, held)
-    return index
+            if len(snap.held_back) != before:
+                held_classes.add(v.membership_group(row.get("group_id")))
+    return index, held_classes
 
 
 def _membership(

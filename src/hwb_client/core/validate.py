@@ -312,15 +312,27 @@ def membership(
     row: Mapping[str, object], *, upn_parser: Callable[[object], str] = parse_upn
 ) -> ValidMembership:
     """``upn_parser`` is ``parse_upn`` or a memo of it (a school's memberships repeat each learner's UPN)."""
-    gid = str(row.get("group_id") or "").strip()
+    gid = membership_group(row.get("group_id"))
     if not gid:
         raise Invalid(Reason.GROUP_ID_MISSING)
+    return ValidMembership(gid, *membership_member(row, upn_parser=upn_parser))
+
+
+def membership_group(value: object) -> str:
+    """The group id a membership row names (empty when it names none: ``membership`` says why)."""
+    return str(value or "").strip()
+
+
+def membership_member(
+    row: Mapping[str, object], *, upn_parser: Callable[[object], str] = parse_upn
+) -> tuple[Kind, str]:
+    """The member a membership row names, its group aside: the kind and the UPN or staff code."""
     kind_text = str(row.get("member_kind") or "").strip().lower()
     if kind_text == _LEARNER:
-        return ValidMembership(gid, Kind.LEARNER, upn_parser(row.get("upn")))
+        return Kind.LEARNER, upn_parser(row.get("upn"))
     if kind_text == _STAFF:
         code = str(row.get("staff_code") or "").strip()
         if not code:
             raise Invalid(Reason.STAFF_CODE_MISSING)
-        return ValidMembership(gid, Kind.STAFF, code)
+        return Kind.STAFF, code
     raise Invalid(Reason.MEMBER_KIND_INVALID)
