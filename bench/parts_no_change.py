@@ -60,10 +60,12 @@ def main() -> int:
         t = tick("state open (quick_check)", t)
         settled = state.settled_classes()
         acknowledged, known = state.index(leave_out=frozenset({Kind.MEMBERSHIP}) if settled else frozenset())
-        memberships = functools.cache(lambda same, state=state: state.kind_index(Kind.MEMBERSHIP, same))
+        memberships = functools.cache(
+            lambda same, read, state=state: state.kind_index(Kind.MEMBERSHIP, same, read)
+        )
         t = tick("acknowledged index (memberships left out)", t)
         context = f"{'+'.join(keys.key_ids)}|{profile.profile.name}"
-        later = (lambda same, memberships=memberships: memberships(same)[1]) if settled else None
+        later = (lambda same, read, memberships=memberships: memberships(same, read)[1]) if settled else None
         fingerprints = RowFingerprints(state.fingerprint_key, context, known, later)
         source = MisSource.connect(school.connection_string(), school.dfes_number, profile)
         t = tick("ODBC connect", t)
@@ -76,7 +78,7 @@ def main() -> int:
         )
         t = tick("rows fetched again and the snapshot built", t)
         if settled:
-            acknowledged[Kind.MEMBERSHIP] = memberships(snapshot.settled_classes)[0]
+            acknowledged[Kind.MEMBERSHIP] = memberships(snapshot.settled_classes, snapshot.classes_read)[0]
             t = tick("unsettled classes' memberships loaded", t)
         settled_classes += len(snapshot.settled_classes)
         diff(snapshot, acknowledged, state.stored_digest)

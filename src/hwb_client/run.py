@@ -175,11 +175,11 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
     # The memberships of classes a clean run left settled are not loaded if this read settles them again.
     settled = state.settled_classes()
     acknowledged, known = state.index(leave_out=frozenset({Kind.MEMBERSHIP}) if settled else frozenset())
-    memberships = functools.cache(lambda same: state.kind_index(Kind.MEMBERSHIP, same))
+    memberships = functools.cache(lambda same, read: state.kind_index(Kind.MEMBERSHIP, same, read))
     fingerprints = None
     if state.fingerprint_key is not None:
         context = f"{'+'.join(keys.key_ids)}|{profile.profile.name}"
-        later = (lambda same: memberships(same)[1]) if settled else None
+        later = (lambda same, read: memberships(same, read)[1]) if settled else None
         fingerprints = RowFingerprints(state.fingerprint_key, context, known, later)
     source = MisSource.connect(school.connection_string(), school.dfes_number, profile)
     try:
@@ -198,7 +198,7 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
             held_before=state.held_before(),
             previous_hasher=keys.previous,
             settled=settled,
-            later_memberships=(lambda same: memberships(same)[0]) if settled else None,
+            later_memberships=(lambda same, read: memberships(same, read)[0]) if settled else None,
         )
     finally:
         source.close()

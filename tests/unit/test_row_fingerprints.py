@@ -305,3 +305,21 @@ def test_memberships_with_one_held_back_are_never_offered_to_be_settled() -> Non
     assert decided.settles_classes == {}
     clean = first_plan(school())
     assert clean.settles_classes == {"7W": Settled(clean.snapshot.class_tokens["7W"], 4)}
+
+
+def test_a_membership_row_naming_no_class_is_held_back_and_the_other_classes_still_settle() -> None:
+    """Raw group values that do not sort together (``None`` among the codes) change nothing."""
+    no_class = {**member(2), "group_id": None}
+    first = build_snapshot(two_classes(), HASH, TODAY, fingerprints())
+    acknowledged, known = remember(first)
+    rows = two_classes()
+    with_broken = SourceRows(rows.learners, rows.staff, rows.groups, [no_class, *rows.memberships])
+    second = build_snapshot(with_broken, HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    assert second.settled_classes == {"7W", "7X"}
+    assert [h.reason.value for h in second.held_back] == ["group_id_missing"]
+    moved = two_classes(in_7x=(4,))  # learner 5 leaves 7X: 7X is read again, 7W is not
+    moved = SourceRows(moved.learners, moved.staff, moved.groups, [no_class, *moved.memberships])
+    third = build_snapshot(moved, HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    plain = build_snapshot(moved, HASH, TODAY, fingerprints(known))
+    assert third.settled_classes == {"7W"}
+    assert diff(third, acknowledged) == diff(plain, acknowledged) != []

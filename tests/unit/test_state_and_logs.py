@@ -281,6 +281,12 @@ def test_settled_classes_are_kept_only_as_acknowledged_and_forgotten_at_any_writ
     assert store.settled_classes() == {"6A": T, "6AB": (b"u" * 16, 1), "6": (b"v" * 16, 1)}
     assert store.index(leave_out=frozenset({Kind.MEMBERSHIP}))[0].get(Kind.MEMBERSHIP) is None
     assert set(store.kind_index(Kind.MEMBERSHIP, frozenset({"6A", "6"}))[0]) == {"6AB/learner/k:1"}
+    # a class neither read nor settled (acknowledged, then gone from the MIS) is found all the same
+    _memberships(store, "b0", _member(5, group="7Z"))
+    loaded = store.kind_index(Kind.MEMBERSHIP, frozenset({"6A", "6"}), frozenset({"6A", "6"}))[0]
+    assert set(loaded) == {"6AB/learner/k:1", "7Z/learner/k:5"}
+    assert set(store.kind_index(Kind.MEMBERSHIP, frozenset({"6A", "6"}), frozenset({"7Z"}))[0]) == set(loaded)
+    store.db.execute("DELETE FROM acknowledged WHERE key = '7Z/learner/k:5'")
 
     _memberships(store, "b2", PendingOp(Op.UPSERT, Kind.LEARNER, "k:9", "sha-256:9"))
     assert store.settled_classes().keys() == {"6A", "6AB", "6"}  # a learner written: the classes stand

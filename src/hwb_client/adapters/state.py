@@ -412,25 +412,44 @@ class StateStore:
         return index, known
 
     def kind_index(
-        self, kind: Kind, settled: frozenset[str] = frozenset()
+        self, kind: Kind, settled: frozenset[str] = frozenset(), read: frozenset[str] = frozenset()
     ) -> tuple[dict[str, Acknowledged], dict[bytes, Known]]:
-        """One kind of ``index`` (memberships: but those of the ``settled`` classes). Loaded on every run
-        for every record, so built without a Python statement per row: the rows come back as tuples in
-        the order of the named tuples' fields and become ``Acknowledged`` and ``Known`` through ``map``
-        and ``itemgetter``, the dictionaries through ``zip``."""
+        """One kind of ``index``. Loaded on every run for every record, so built without a Python
+        statement per row: the rows come back as tuples in the order of the named tuples' fields and
+        become ``Acknowledged`` and ``Known`` through ``map`` and ``itemgetter``, the dictionaries
+        through ``zip``.
+
+        Memberships: but those of the ``settled`` classes (settled in this read, which names the classes
+        ``read``). The others are read by their classes' key ranges (the classes read and not settled,
+        and those the state holds settled that this read did not settle); when those and the settled
+        ones account for every acknowledged membership, no other row is looked at, else the whole kind
+        is scanned for memberships of classes the state knows nothing of."""
+        # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
+        columns = "SELECT key, digest, status, year_group, stable, fingerprint, status = ? FROM acknowledged "
+        if not settled:
+            rows = self.db.execute(columns + "WHERE kind = ?", (LEFT, kind.value)).fetchall()
+        else:
+            stored = self.settled_classes()
+            ranges = sorted((read - settled) | (stored.keys() - settled))
+            rows = []
+            for gid in ranges:  # a class's memberships: one range of the primary key ("/" sorts before "0")
+                rows += self.db.execute(
+                    columns + "WHERE kind = ? AND key >= ? AND key < ?",
+                    (LEFT, kind.value, gid + "/", gid + "0"),
+                ).fetchall()
+            held = sum(stored[gid].records for gid in settled if gid in stored)  # as many as acknowledged
+            total = self.db.execute(
+                "SELECT count(*) FROM acknowledged WHERE kind = ?", (kind.value,)
+            ).fetchone()[0]
+            if total != held + len(rows):
+                rows = self.db.execute(
+                    columns + "WHERE kind = ? AND substr(key, 1, instr(key, '/') - 1) "
+                    "NOT IN (SELECT value FROM json_each(?))",
+                    (LEFT, kind.value, json.dumps(sorted(settled))),
+                ).fetchall()
         # tuple.__new__ straight from C (``_make`` is a Python frame per row)
         as_acknowledged = functools.partial(tuple.__new__, Acknowledged)
         as_known = functools.partial(tuple.__new__, Known)
-        # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
-        query = (
-            "SELECT key, digest, status, year_group, stable, fingerprint, status = ? "
-            "FROM acknowledged WHERE kind = ?"
-        )
-        parameters: tuple[object, ...] = (LEFT, kind.value)
-        if settled:
-            query += " AND substr(key, 1, instr(key, '/') - 1) NOT IN (SELECT value FROM json_each(?))"
-            parameters += (json.dumps(sorted(settled)),)
-        rows = self.db.execute(query, parameters).fetchall()
         acknowledged = dict(zip(map(_KEY, rows), map(as_acknowledged, map(_ACKNOWLEDGED, rows)), strict=True))
         bound = [row for row in rows if row[5] is not None]  # rows never fingerprinted have none
         known = dict(zip(map(_FINGERPRINT, bound), map(as_known, map(_KNOWN, bound)), strict=True))

@@ -131,19 +131,19 @@ def plan(
     held_before: Mapping[Kind, int] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
     settled: SettledClasses | None = None,
-    later_memberships: Callable[[frozenset[str]], Mapping[str, Acknowledged]] | None = None,
+    later_memberships: Callable[[frozenset[str], frozenset[str]], Mapping[str, Acknowledged]] | None = None,
 ) -> Plan:
     """Decide one school's run. ``ids`` is None for a dry run (no batches are cut). In a national key
     changeover (``previous_hasher``), acknowledged learners are re-keyed to their new pseudonyms first.
 
     ``settled``: what the last clean run left of each class (``snapshot.Settled``). The state may then
     leave the acknowledged memberships out of ``acknowledged``; ``later_memberships`` gives them, but
-    those of the classes this read settles. Past this point the acknowledged memberships are only the
+    those of the classes this read settles (given them, and the classes the read names). Past this point the acknowledged memberships are only the
     unsettled classes': the diff and the guard count the settled ones as they were acknowledged."""
     snapshot = build_snapshot(rows, hasher, today, fingerprints, keyed, previous_hasher, settled)
     same = snapshot.settled_classes
     if later_memberships is not None:
-        acknowledged = {**acknowledged, Kind.MEMBERSHIP: later_memberships(same)}
+        acknowledged = {**acknowledged, Kind.MEMBERSHIP: later_memberships(same, snapshot.classes_read)}
     elif same:
         unsettled = {
             k: a for k, a in acknowledged.get(Kind.MEMBERSHIP, {}).items() if k.partition("/")[0] not in same

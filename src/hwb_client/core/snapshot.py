@@ -30,7 +30,7 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hwb_client.core import validate as v
 from hwb_client.core.model import Kind, WireRecord, record_digest, record_key, stable_forms, wire_record
@@ -133,7 +133,7 @@ class RowFingerprints:
         key: bytes,
         context: str,
         known: Mapping[bytes, Known] | None = None,
-        later: Callable[[frozenset[str]], Mapping[bytes, Known]] | None = None,
+        later: Callable[[frozenset[str], frozenset[str]], Mapping[bytes, Known]] | None = None,
     ) -> None:
         self._key = key[:64]
         self._context = context
@@ -142,10 +142,12 @@ class RowFingerprints:
         self.known: Mapping[bytes, Known] = known or {}
         self._later = later
 
-    def membership_known(self, settled: frozenset[str] = frozenset()) -> Mapping[bytes, Known]:
+    def membership_known(
+        self, settled: frozenset[str] = frozenset(), read: frozenset[str] = frozenset()
+    ) -> Mapping[bytes, Known]:
         """Where memberships' fingerprints are looked up: ``known``, or the ones loaded ``later`` (but
-        the ``settled`` classes', whose rows are not looked at)."""
-        return self._later(settled) if self._later is not None else self.known
+        the ``settled`` classes', whose rows are not looked at; ``read``: the classes the read names)."""
+        return self._later(settled, read) if self._later is not None else self.known
 
     def token(self, purpose: str) -> hashlib.blake2b:
         """A fresh keyed BLAKE2b for a token over many rows, bound to the context and ``purpose``."""
@@ -184,6 +186,8 @@ class Snapshot:
     settled: dict[Kind, int] = field(default_factory=dict)
     #: the classes (group ids) whose memberships this read settled (``Settled``)
     settled_classes: frozenset[str] = frozenset()
+    #: the classes this read names, when it was compared with settled ones (else empty)
+    classes_read: frozenset[str] = frozenset()
     #: this read's token of each class it decided with none of its rows held back, for the state to keep
     #: if the run ends clean (``Plan.settles_classes``)
     class_tokens: dict[str, bytes] = field(default_factory=dict)
@@ -339,6 +343,15 @@ class _Upns:
             self._parsed[value] = upn
         return upn
 
+    def parse_seen(self, value: object) -> str:
+        """``parse``, but a UPN this read hashed already is taken as it is: only a permanent UPN is
+        hashed (a learner known by their fingerprint was checked the run their row was bound)."""
+        if value is not None:
+            upn = normalise_upn(str(value))
+            if upn in self.hashes:
+                return upn
+        return self.parse(value)
+
     def hash(self, upn: str) -> str:
         upn_hash = self.hashes.get(upn)
         if upn_hash is None:
@@ -450,27 +463,31 @@ def _plain(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-#: one membership row in its class's token: its values' ``repr`` and what its member is
-_TOKEN_LINE = "{!r}\x00{}\n".format
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 
 class ClassTokens:
     """Keyed tokens, one per class (group id), of everything the class's memberships are decided from:
-    its rows' values in order (each row's ``repr``, so the same rows give the same token however the
-    driver cut them into chunks); what each row's member is in this read (``member``: its pseudonym or
-    staff code, and whether on roll, left, held back or unknown); what the class itself is; and, through
-    the key, the context (national keys, profile). Two reads with the same token for a class decide the
-    same memberships of it. Rows whose fields differ from the first chunk's make no token at all."""
+    its rows' values in order (each row's ``repr``); what each row's member is in this read
+    (``member``: on roll, left, held back, unknown or not valid; the member's key follows from the row's
+    values and, through the key, from the national keys); what the class itself is; and, through the
+    key, the context (national keys, profile). Two reads with the same token for a class decide the same
+    memberships of it, however the driver cut the rows into chunks. Rows whose fields differ from the
+    first chunk's make no token at all.
+
+    A school's rows come in any order (the reference profile does not sort them): ``add`` takes a
+    whole school's rows at once when it can, sorts them by class and hashes each class's rows, and their
+    members, with no Python statement per row."""
 
     def __init__(self, fingerprints: RowFingerprints, member: Callable[[Row], str]) -> None:
         self._base = fingerprints.token("memberships settled per class v1")
         self._member = member
         self._names: tuple[str, ...] | None = None
-        self._group = 0
+        self._group_value: Callable[[Sequence[object]], Any] = operator.itemgetter(0)
         self._others: Callable[[Sequence[object]], object] = lambda values: ()
         self._members: dict[object, str] = {}  # the row's values but its group -> what its member is
-        self._running: dict[str, hashlib.blake2b] = {}
+        #: per class, the running tokens of its rows and of their members
+        self._running: dict[str, tuple[hashlib.blake2b, hashlib.blake2b]] = {}
         #: each raw group value seen -> the group id it names
         self.group_of: dict[object, str] = {}
         self.usable = True
@@ -482,41 +499,48 @@ class ClassTokens:
             if self._names is not None or "group_id" not in names:
                 self.usable = False
                 return
-            self._names, self._group = names, names.index("group_id")
-            rest = [i for i in range(len(names)) if i != self._group]
+            self._names, group = names, names.index("group_id")
+            self._group_value = operator.itemgetter(group)
+            rest = [i for i in range(len(names)) if i != group]
             if rest:
                 self._others = operator.itemgetter(*rest)
             self._base.update(b"\x00fields" + repr(names).encode() + b"\x00")
-        group_of, running, members = self.group_of, self._running, self._members
-        try:  # no Python statement per row: a chunk's rows are mapped in C, and hashed per run of a class
-            whos = list(map(self._others, chunk))
-            missing = set(whos).difference(members)
-            if missing:
-                row_of = dict(zip(whos, chunk, strict=True))
-                for who in missing:
-                    members[who] = self._member(dict(zip(names, row_of[who], strict=True)))
-            lines = map(_TOKEN_LINE, chunk, map(members.__getitem__, whos))
-            groups = map(operator.itemgetter(self._group), chunk)
-            for raw, run in itertools.groupby(zip(groups, lines, strict=True), key=_FIRST):
-                gid = group_of.get(raw)
-                if gid is None:
-                    gid = group_of[raw] = v.membership_group(raw)
-                token = running.get(gid)
-                if token is None:
-                    token = running[gid] = self._base.copy()
-                    token.update(f"\x00class\x00{gid!r}\x00".encode())
-                token.update("".join(map(_SECOND, run)).encode())
+        rows: Iterable[Sequence[object]] = chunk
+        with contextlib.suppress(TypeError):  # group values that do not sort: each run of a class in turn
+            rows = sorted(chunk, key=self._group_value)  # stable: each class's rows in their order
+        try:
+            for raw, run in itertools.groupby(rows, key=self._group_value):
+                self._add_class(names, raw, list(run))
         except TypeError:  # a value that cannot be a key (no driver gives one): no class settles
             self.usable = False
+
+    def _add_class(self, names: tuple[str, ...], raw: object, rows: list[Sequence[object]]) -> None:
+        gid = self.group_of.get(raw)
+        if gid is None:
+            gid = self.group_of[raw] = v.membership_group(raw)
+        running = self._running.get(gid)
+        if running is None:
+            running = self._running[gid] = (self._base.copy(), self._base.copy())
+            running[0].update(f"\x00class\x00{gid!r}\x00".encode())
+        members, whos = self._members, list(map(self._others, rows))
+        try:
+            states = "\n".join(map(members.__getitem__, whos))
+        except KeyError:  # a member not met yet in this read
+            for who, values in zip(whos, rows, strict=True):
+                if who not in members:
+                    members[who] = self._member(dict(zip(names, values, strict=True)))
+            states = "\n".join(map(members.__getitem__, whos))
+        running[0].update(("\n".join(map(repr, rows)) + "\n").encode())
+        running[1].update((states + "\n").encode())
 
     def digests(self, group: Callable[[str], str]) -> dict[str, bytes]:
         """Each class's token, once every row was added (``group``: what the class is in this read)."""
         if not self.usable:
             return {}
         tokens = {}
-        for gid, running in self._running.items():
-            token = running.copy()
-            token.update(f"\x00group\x00{group(gid)}".encode())
+        for gid, (rows, members) in self._running.items():
+            token = rows.copy()
+            token.update(b"\x00members\x00" + members.digest() + f"\x00group\x00{group(gid)}".encode())
             tokens[gid] = token.digest()
         return tokens
 
@@ -525,11 +549,12 @@ def _member_status(
     upns: _Upns, members: Mapping[Kind, Mapping[str, Entry]], held_staff: set[str]
 ) -> Callable[[Row], str]:
     """What a membership row's member is in this read, as ``_membership`` would find it: not valid
-    (and why), unknown, or their key and whether on roll, left or held back."""
+    (and why), unknown, on roll, left or held back. Their key is not part of it: it follows from the
+    row's values (a UPN's pseudonym from the national key, which the token's context names)."""
 
     def status(row: Row) -> str:
         try:
-            kind, ref = v.membership_member(row, upn_parser=upns.parse)
+            kind, ref = v.membership_member(row, upn_parser=upns.parse_seen)
         except Invalid as exc:
             return f"invalid {exc.reason.value}"
         if kind is Kind.LEARNER:
@@ -539,7 +564,7 @@ def _member_status(
         if key is None:
             return "unknown"
         entry = members[kind].get(key)
-        return f"{kind.value} {key} " + ("held" if entry is None else "left" if entry.left else "on roll")
+        return "held" if entry is None else "left" if entry.left else "on roll"
 
     return status
 
@@ -578,15 +603,21 @@ def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns, settled: Se
     skip: frozenset[object] = frozenset()  # the settled classes' raw group values
     if tokens is not None and settled:
         chunks = list(chunks)  # one school's memberships, read twice: for the tokens first
-        for names, chunk in chunks:
-            tokens.add(names, chunk)
+        for names, same_names in itertools.groupby(chunks, key=_FIRST):
+            tokens.add(names, list(itertools.chain.from_iterable(map(_SECOND, same_names))))
         made = tokens.digests(group)
+        snap.classes_read = frozenset(tokens.group_of.values())
         same = frozenset(gid for gid, kept in settled.items() if made.get(gid) == kept.token)
         if same:
             snap.settled_classes = same
             snap.settled[Kind.MEMBERSHIP] = sum(settled[gid].records for gid in same)
             skip = frozenset(raw for raw, gid in tokens.group_of.items() if gid in same)
-    read, held_classes = _decide_memberships(b, chunks, upns, held, None if made else tokens, skip)
+    held_classes: set[str] = set()
+    if skip and snap.settled_classes.issuperset(snap.classes_read):
+        read = sum(len(chunk) for _, chunk in chunks)  # every class settled: no row to look at
+    else:
+        pending = None if made is not None else tokens  # made already, or made as the rows pass
+        read, held_classes = _decide_memberships(b, chunks, upns, held, pending, skip)
     snap.rows_read[Kind.MEMBERSHIP] += read
     if tokens is not None:
         made = made if made is not None else tokens.digests(group)
@@ -610,7 +641,7 @@ def _decide_memberships(
     groups, entries = snap.entries[Kind.GROUP], snap.entries[Kind.MEMBERSHIP]
     known: Mapping[bytes, Known] = {}
     if b.fingerprints is not None:
-        known = b.fingerprints.membership_known(snap.settled_classes)
+        known = b.fingerprints.membership_known(snap.settled_classes, snap.classes_read)
     learner, membership = Kind.LEARNER.value, Kind.MEMBERSHIP
     held_classes: set[str] = set()
     index = 0
