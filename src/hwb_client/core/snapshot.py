@@ -12,7 +12,7 @@ membership checks still see it). Any other row takes the full path, which is the
 
 Memberships, most of a school's rows, can also be *settled* class by class (``Settled``): a run whose
 memberships of a class all ended exactly as acknowledged leaves a keyed token of everything they were
-built from (the class's membership rows, what each row's member is in that read: its pseudonym and
+built from (the class's membership rows, what each row's member is in that read:
 whether it is on roll, left, held back or unknown, and what the class itself is). A later run whose
 token for the class is the same would decide the same memberships of it, so it skips them: none is sent
 or removed, and the state does not load them. One learner moving class un-settles the two classes, not
