@@ -174,8 +174,9 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
     keys = keys_in_use(settings.client.national_key_file, run.today)
     # The memberships of classes a clean run left settled are not loaded if this read settles them again.
     settled = state.settled_classes()
+    settled_school = state.settled_school(settled)
     acknowledged, known = state.index(leave_out=frozenset({Kind.MEMBERSHIP}) if settled else frozenset())
-    memberships = functools.cache(lambda same, read: state.kind_index(Kind.MEMBERSHIP, same, read))
+    memberships = functools.cache(lambda same, read: state.kind_index(Kind.MEMBERSHIP, same, read, settled))
     fingerprints = None
     if state.fingerprint_key is not None:
         context = f"{'+'.join(keys.key_ids)}|{profile.profile.name}"
@@ -198,6 +199,7 @@ def _plan(run: _Run, state: StateStore, *, live: bool) -> Plan:
             held_before=state.held_before(),
             previous_hasher=keys.previous,
             settled=settled,
+            settled_school=settled_school,
             later_memberships=(lambda same, read: memberships(same, read)[0]) if settled else None,
         )
     finally:
@@ -262,13 +264,18 @@ def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> N
             "memberships_settled_before",
             classes=len(snapshot.settled_classes),
             records=snapshot.settled[Kind.MEMBERSHIP],
+            by_whole_read=snapshot.school_settled,  # no class compared: the whole read is as kept
         )
     classes = decided.settles_classes
-    if classes and not run.result.refused_by_kind:  # every operation applied
+    if run.result.refused_by_kind:  # not every operation applied
+        return
+    if classes:
         kept = state.settle_classes(classes, run.result.run_id)
         if kept:
             records = sum(classes[gid].records for gid in kept)
             run.log.info("memberships_settled", classes=len(kept), records=records)
+    if snapshot.school_token is not None and not snapshot.school_settled:  # not the one kept again
+        state.settle_school(*snapshot.school_token)
 
 
 __all__ = ["RunResult", "run_school", "signer_for"]

@@ -250,7 +250,9 @@ def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_e
     assert [(e["classes"], e["records"]) for e in _events(first, "memberships_settled")] == [(1, 31)]
     second = lab.cli("--run-now")
     assert "0 changes sent in 0 batches" in second.stdout
-    assert [e["records"] for e in _events(second, "memberships_settled_before")] == [31]
+    assert [(e["records"], e["by_whole_read"]) for e in _events(second, "memberships_settled_before")] == [
+        (31, True)  # nothing changed: the whole read's token alone, no class compared
+    ]
     before = manifest(lab)
 
     mis.add_group(2, "6B")  # a new class; learner 5 moves to it; learner 30 leaves the MIS with their row
@@ -276,7 +278,10 @@ def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_e
     assert [(e["classes"], e["records"]) for e in _events(third, "memberships_settled")] == [(2, 30)]
     fourth = lab.cli("--run-now")
     assert "0 changes sent in 0 batches" in fourth.stdout
-    assert [(e["classes"], e["records"]) for e in _events(fourth, "memberships_settled_before")] == [(2, 30)]
+    assert [
+        (e["classes"], e["records"], e["by_whole_read"])
+        for e in _events(fourth, "memberships_settled_before")
+    ] == [(2, 30, True)]
 
     mis.execute("UPDATE mis_group_member SET group_pk = 2 WHERE pupil_id = 6")  # only 6A and 6B change
     mis.add_group(3, "6C")  # and a new class with a teacher
@@ -290,7 +295,9 @@ def test_memberships_settle_after_a_clean_run_and_a_class_change_is_still_sent_e
     mis.commit()
     sixth = lab.cli("--run-now")
     assert "membership remove=1 upsert=1" in sixth.stdout
-    assert [(e["classes"], e["records"]) for e in _events(sixth, "memberships_settled_before")] == [(1, 2)]
+    assert [
+        (e["classes"], e["records"], e["by_whole_read"]) for e in _events(sixth, "memberships_settled_before")
+    ] == [(1, 2, False)]  # 6B by its own token
 
 
 def test_a_date_of_birth_of_year_0_holds_back_its_learner_and_the_rest_is_sent(make_lab):

@@ -10,7 +10,15 @@ from hwb_client.core.guard import GuardPolicy
 from hwb_client.core.model import Kind
 from hwb_client.core.plan import BatchPolicy, plan
 from hwb_client.core.pseudonymise import UpnHasher
-from hwb_client.core.snapshot import Known, RowChunks, RowFingerprints, Settled, SourceRows, build_snapshot
+from hwb_client.core.snapshot import (
+    ClassTokens,
+    Known,
+    RowChunks,
+    RowFingerprints,
+    Settled,
+    SourceRows,
+    build_snapshot,
+)
 from hwb_client.core.upn import make_upn
 
 HASH = UpnHasher("nat-test", b"k" * 32)
@@ -50,7 +58,7 @@ def remember(snapshot):
         for kind in Kind
     }
     known = {
-        e.fingerprint: Known(k, e.digest, e.left, e.year_group, e.stable)
+        e.fingerprint: Known(k, e.digest, int(e.left), e.year_group, e.stable)  # 0 or 1, as SQLite gives
         for kind in Kind
         for k, e in snapshot.entries[kind].items()
         if e.fingerprint
@@ -171,6 +179,65 @@ def test_unchanged_memberships_are_settled_and_none_is_sent_or_removed() -> None
     assert len(acknowledged[Kind.MEMBERSHIP]) == 4 and diff(second, acknowledged) == []
 
 
+def school_token(snapshot):
+    """The whole read's token the state keeps once every class it names is settled."""
+    assert snapshot.school_token is not None
+    token, classes = snapshot.school_token
+    assert classes == set(snapshot.class_tokens)
+    return token
+
+
+def test_a_night_with_nothing_changed_settles_every_class_by_the_whole_reads_token_alone(monkeypatch) -> None:
+    first = build_snapshot(two_classes(), HASH, TODAY, fingerprints())
+    acknowledged, known = remember(first)
+    settled, kept = settled_after(first), school_token(first)
+
+    def no_class_compared(*args, **kwargs):
+        raise AssertionError("a class token was worked out")
+
+    monkeypatch.setattr(ClassTokens, "add", no_class_compared)
+    second = build_snapshot(
+        two_classes(), HASH, TODAY, fingerprints(known), settled=settled, settled_school=kept
+    )
+    assert second.school_settled and second.settled_classes == {"7W", "7X"}
+    assert second.settled == {Kind.MEMBERSHIP: 6} and second.entries[Kind.MEMBERSHIP] == {}
+    assert second.rows_read[Kind.MEMBERSHIP] == 6 and diff(second, acknowledged) == []
+    assert second.school_token == (kept, {"7W", "7X"})
+
+
+def test_the_whole_reads_token_differs_when_a_leaving_date_passes_and_the_classes_decide_again() -> None:
+    rows = two_classes(learners=(1, 2, 3, 4))
+    rows = SourceRows(
+        [*rows.learners, learner(5, leaving_date="2026-10-04")], rows.staff, rows.groups, rows.memberships
+    )
+    first = build_snapshot(rows, HASH, dt.date(2026, 10, 4), fingerprints())
+    _, known = remember(first)
+    settled, kept = settled_after(first), school_token(first)
+    same_day = build_snapshot(
+        rows, HASH, dt.date(2026, 10, 4), fingerprints(known), settled=settled, settled_school=kept
+    )
+    assert same_day.school_settled
+    today = build_snapshot(rows, HASH, TODAY, fingerprints(known), settled=settled, settled_school=kept)
+    assert not today.school_settled and today.settled_classes == {"7W"}
+
+
+def test_a_read_with_a_membership_held_back_keeps_no_whole_reads_token() -> None:
+    held = two_classes()
+    held = SourceRows(held.learners, held.staff, held.groups, [*held.memberships, staff_member("NOBODY")])
+    assert build_snapshot(held, HASH, TODAY, fingerprints()).school_token is None
+    assert build_snapshot(two_classes(), HASH, TODAY, fingerprints()).school_token is not None
+
+
+def test_another_national_key_or_profile_never_settles_by_the_whole_reads_token() -> None:
+    first = build_snapshot(school(), HASH, TODAY, fingerprints())
+    _, known = remember(first)
+    other = RowFingerprints(b"f" * 32, "nat-test-2|reference", known)
+    again = build_snapshot(
+        school(), HASH, TODAY, other, settled=settled_after(first), settled_school=school_token(first)
+    )
+    assert not again.school_settled and again.settled == {}
+
+
 GROUPS_2 = [*GROUPS, {**GROUPS[0], "group_id": "7X", "name": "7X"}]
 
 
@@ -265,14 +332,19 @@ CHANGES = {
 }
 
 
+@pytest.mark.parametrize("with_school_token", [False, True], ids=["class tokens", "and the whole read's"])
 @pytest.mark.parametrize("change", CHANGES)
 def test_any_change_memberships_depend_on_takes_the_full_path_and_decides_as_without_the_short_cut(
-    change,
+    change, with_school_token
 ) -> None:
     first = build_snapshot(school(), HASH, TODAY, fingerprints())
     acknowledged, known = remember(first)
-    settled = build_snapshot(CHANGES[change], HASH, TODAY, fingerprints(known), settled=settled_after(first))
+    kept = school_token(first) if with_school_token else None
+    settled = build_snapshot(
+        CHANGES[change], HASH, TODAY, fingerprints(known), settled=settled_after(first), settled_school=kept
+    )
     plain = build_snapshot(CHANGES[change], HASH, TODAY, fingerprints(known))
+    assert not settled.school_settled
     assert settled.settled == {} and settled.settled_classes == frozenset()
     assert diff(settled, acknowledged) == diff(plain, acknowledged)
     assert [h.reason for h in settled.held_back] == [h.reason for h in plain.held_back]

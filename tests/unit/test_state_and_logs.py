@@ -314,6 +314,33 @@ def test_settled_classes_are_kept_only_as_acknowledged_and_forgotten_at_any_writ
     store.close()
 
 
+def test_the_whole_reads_token_stands_only_while_the_settled_classes_are_those_it_was_kept_with(
+    tmp_path: Path,
+) -> None:
+    """The token of a whole read is kept only when the settled classes are exactly the classes it
+    names; any write that forgets or replaces one of them makes it worth nothing, as does a class
+    settled since (it is then kept again by the run that settled it)."""
+    store = StateStore.open(tmp_path, "6612001")
+    store.fingerprint_key = b"f" * 32
+    _memberships(store, "b1", _member(1), _member(2), _member(1, group="6B"))
+    assert store.settle_classes({"6A": T}, "run1") == ["6A"]
+    both = frozenset({"6A", "6B"})
+    assert not store.settle_school(b"w" * 16, both)  # 6B is not settled: nothing kept
+    assert store.settled_school(store.settled_classes()) is None
+    assert store.settle_classes({"6B": Settled(b"u" * 16, 1)}, "run1") == ["6B"]
+    assert store.settle_school(b"w" * 16, both)
+    assert store.settled_school(store.settled_classes()) == b"w" * 16
+    store.close()
+    again = StateStore.open(tmp_path, "6612001")  # kept in the state, with nothing personal in it
+    again.fingerprint_key = b"f" * 32
+    assert again.settled_school(again.settled_classes()) == b"w" * 16
+    _memberships(again, "b2", _member(3, group="6B"))  # 6B written: its token goes, and the whole's
+    assert again.settled_classes().keys() == {"6A"} and again.settled_school(again.settled_classes()) is None
+    assert again.settle_classes({"6B": Settled(b"v" * 16, 2)}, "run2") == ["6B"]
+    assert again.settled_school(again.settled_classes()) is None  # 6B's token is not the one it was kept with
+    again.close()
+
+
 def test_a_state_with_the_school_wide_token_migrates_to_settled_classes_with_none_settled(
     tmp_path: Path,
 ) -> None:

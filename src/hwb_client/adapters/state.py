@@ -166,6 +166,19 @@ SETTLED_VERSION = next(
 )
 
 
+#: ``meta`` name of the whole read's token kept beside the settled classes (``StateStore.settle_school``)
+_SCHOOL_SETTLED = "memberships_settled_school"
+
+
+def _classes_digest(classes: Mapping[str, Settled]) -> str:
+    """A digest of the settled classes as they stand: each class, its token and its count."""
+    digest = hashlib.blake2b(b"settled classes v1", digest_size=16)
+    for gid in sorted(classes):
+        settled = classes[gid]
+        digest.update(f"{gid!r}\x00{settled.token.hex()}\x00{settled.records}\n".encode())
+    return digest.hexdigest()
+
+
 def _statements(script: str) -> Iterator[str]:
     """A migration's statements, each whole (a trigger's body holds semicolons of its own)."""
     pending = ""
@@ -412,7 +425,11 @@ class StateStore:
         return index, known
 
     def kind_index(
-        self, kind: Kind, settled: frozenset[str] = frozenset(), read: frozenset[str] = frozenset()
+        self,
+        kind: Kind,
+        settled: frozenset[str] = frozenset(),
+        read: frozenset[str] = frozenset(),
+        stored: Mapping[str, Settled] | None = None,
     ) -> tuple[dict[str, Acknowledged], dict[bytes, Known]]:
         """One kind of ``index``. Loaded on every run for every record, so built without a Python
         statement per row: the rows come back as tuples in the order of the named tuples' fields and
@@ -423,13 +440,14 @@ class StateStore:
         ``read``). The others are read by their classes' key ranges (the classes read and not settled,
         and those the state holds settled that this read did not settle); when those and the settled
         ones account for every acknowledged membership, no other row is looked at, else the whole kind
-        is scanned for memberships of classes the state knows nothing of."""
+        is scanned for memberships of classes the state knows nothing of. ``stored``: the
+        ``settled_classes()`` the caller read in the same run, if it has them."""
         # 0 key, 1 digest, 2 status, 3 year_group, 4 stable, 5 fingerprint, 6 left (0 or 1)
         columns = "SELECT key, digest, status, year_group, stable, fingerprint, status = ? FROM acknowledged "
         if not settled:
             rows = self.db.execute(columns + "WHERE kind = ?", (LEFT, kind.value)).fetchall()
         else:
-            stored = self.settled_classes()
+            stored = self.settled_classes() if stored is None else stored
             ranges = sorted((read - settled) | (stored.keys() - settled))
             rows = []
             for gid in ranges:  # a class's memberships: one range of the primary key ("/" sorts before "0")
@@ -494,6 +512,32 @@ class StateStore:
                 kept,
             )
         return [row[0] for row in kept]
+
+    def settled_school(self, classes: Mapping[str, Settled]) -> bytes | None:
+        """The token of a whole read (``snapshot.SchoolToken``) kept when one run had every class
+        settled, while the settled classes are still exactly those it saw: any write that forgot or
+        replaced one of them changes their digest, and the token is then worth nothing."""
+        if not classes or self.schema_version < SETTLED_VERSION or self.fingerprint_key is None:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (_SCHOOL_SETTLED,)).fetchone()
+        if row is None:
+            return None
+        token, _, digest = str(row[0]).partition(" ")
+        return bytes.fromhex(token) if hmac.compare_digest(digest, _classes_digest(classes)) else None
+
+    def settle_school(self, token: bytes, classes: frozenset[str]) -> bool:
+        """Keep ``token`` (a read's, naming ``classes``) beside the settled classes if they are now
+        exactly the classes it names; else forget any kept before. Returns whether it is kept."""
+        if self.schema_version < SETTLED_VERSION or self.fingerprint_key is None:
+            return False
+        with self.transaction():
+            settled = self.settled_classes()
+            if classes and set(settled) == classes:
+                value = f"{token.hex()} {_classes_digest(settled)}"
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_SCHOOL_SETTLED, value))
+                return True
+            self.db.execute("DELETE FROM meta WHERE name = ?", (_SCHOOL_SETTLED,))
+            return False
 
     def acknowledged_for(self, keys: Iterable[tuple[Kind, str]]) -> dict[Kind, dict[str, Acknowledged]]:
         """Only these records of the acknowledged index (a run's held-back keys: usually a few), not the

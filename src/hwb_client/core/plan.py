@@ -115,6 +115,22 @@ class BatchIds:
     new_id: Callable[[], str]
 
 
+def _unsettled(
+    acknowledged: AckIndex,
+    snapshot: Snapshot,
+    later: Callable[[frozenset[str], frozenset[str]], Mapping[str, Acknowledged]] | None,
+) -> AckIndex:
+    """The acknowledged index with only the memberships of the classes this read did not settle."""
+    same = snapshot.settled_classes
+    if later is not None:
+        return {**acknowledged, Kind.MEMBERSHIP: later(same, snapshot.classes_read)}
+    if not same:
+        return acknowledged
+    memberships = acknowledged.get(Kind.MEMBERSHIP, {})
+    unsettled = {k: a for k, a in memberships.items() if k.partition("/")[0] not in same}
+    return {**acknowledged, Kind.MEMBERSHIP: unsettled}
+
+
 def plan(
     rows: SourceRows,
     *,
@@ -131,24 +147,21 @@ def plan(
     held_before: Mapping[Kind, int] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
     settled: SettledClasses | None = None,
+    settled_school: bytes | None = None,
     later_memberships: Callable[[frozenset[str], frozenset[str]], Mapping[str, Acknowledged]] | None = None,
 ) -> Plan:
     """Decide one school's run. ``ids`` is None for a dry run (no batches are cut). In a national key
     changeover (``previous_hasher``), acknowledged learners are re-keyed to their new pseudonyms first.
 
-    ``settled``: what the last clean run left of each class (``snapshot.Settled``). The state may then
-    leave the acknowledged memberships out of ``acknowledged``; ``later_memberships`` gives them, but
-    those of the classes this read settles (given them, and the classes the read names). Past this point the acknowledged memberships are only the
-    unsettled classes': the diff and the guard count the settled ones as they were acknowledged."""
-    snapshot = build_snapshot(rows, hasher, today, fingerprints, keyed, previous_hasher, settled)
-    same = snapshot.settled_classes
-    if later_memberships is not None:
-        acknowledged = {**acknowledged, Kind.MEMBERSHIP: later_memberships(same, snapshot.classes_read)}
-    elif same:
-        unsettled = {
-            k: a for k, a in acknowledged.get(Kind.MEMBERSHIP, {}).items() if k.partition("/")[0] not in same
-        }
-        acknowledged = {**acknowledged, Kind.MEMBERSHIP: unsettled}
+    ``settled``: what the last clean run left of each class (``snapshot.Settled``), and
+    ``settled_school`` the whole read's token kept with them. The state may then leave the acknowledged
+    memberships out of ``acknowledged``; ``later_memberships`` gives them, but those of the classes this
+    read settles (given them, and the classes the read names). Past this point the acknowledged
+    memberships are the unsettled classes': the diff and the guard count the settled ones as acknowledged."""
+    snapshot = build_snapshot(
+        rows, hasher, today, fingerprints, keyed, previous_hasher, settled, settled_school
+    )
+    acknowledged = _unsettled(acknowledged, snapshot, later_memberships)
     learners = {k: e.record for k, e in snapshot.entries[Kind.LEARNER].items() if e.record is not None}
     moves = key_rotation.rekey_moves(learners, acknowledged)
     if moves:

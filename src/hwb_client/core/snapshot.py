@@ -18,6 +18,10 @@ token for the class is the same would decide the same memberships of it, so it s
 or removed, and the state does not load them. One learner moving class un-settles the two classes, not
 the school. Memberships have no dates; the people they point at are read in full every run, with their
 dates, and what they are on the day is part of each token.
+
+A night on which nothing changed has one more short cut (``SchoolToken``): when every class was settled
+by the same run, the state keeps one token of the whole read beside them; the same token again means
+every class's token would be the same, so none is worked out.
 """
 
 from __future__ import annotations
@@ -191,6 +195,11 @@ class Snapshot:
     #: this read's token of each class it decided with none of its rows held back, for the state to keep
     #: if the run ends clean (``Plan.settles_classes``)
     class_tokens: dict[str, bytes] = field(default_factory=dict)
+    #: this read's token of all its memberships and the classes it names (``SchoolToken``), when none
+    #: of its membership rows was held back: for the state to keep once every class is settled
+    school_token: tuple[bytes, frozenset[str]] | None = None
+    #: whether it is the token the state kept (every class settled at once, none compared)
+    school_settled: bool = False
 
     def count(self, kind: Kind) -> int:
         return len(self.entries[kind]) + self.settled.get(kind, 0)
@@ -430,13 +439,16 @@ def build_snapshot(
     keyed: Callable[[bytes], str] | None = None,
     previous_hasher: Callable[[str], str] | None = None,
     settled: SettledClasses | None = None,
+    settled_school: bytes | None = None,
 ) -> Snapshot:
     """Validate, pseudonymise and minimise every row; hold back the broken ones with a reason.
 
     ``keyed`` keys the stable digests with the school's local secret (the state database keeps them);
     without it they are plain SHA-256. During a national key changeover ``previous_hasher`` gives each
     learner's ``upn_hash_previous``. ``settled``: what the last clean run left of each class; a class whose
-    token in this read is the same is settled (``Snapshot.settled_classes``), its memberships not built."""
+    token in this read is the same is settled (``Snapshot.settled_classes``), its memberships not built.
+    ``settled_school``: the token of the whole read kept beside them (``SchoolToken``), if the state
+    vouches that every one of ``settled`` was settled with it; the same again settles them all."""
     b = _Builder(
         today,
         keyed or _plain,
@@ -455,7 +467,7 @@ def build_snapshot(
         Kind.STAFF, rows.staff, _staff, Reason.STAFF_CODE_DUPLICATE, lambda r: _stripped(r.get("staff_code"))
     )
     b.read(Kind.GROUP, rows.groups, _group, Reason.GROUP_ID_DUPLICATE, lambda r: _stripped(r.get("group_id")))
-    _read_memberships(b, rows.memberships, upns, settled)
+    _read_memberships(b, rows.memberships, upns, settled, settled_school)
     return b.snapshot
 
 
@@ -545,6 +557,41 @@ class ClassTokens:
         return tokens
 
 
+class SchoolToken:
+    """A keyed token of everything a school's class tokens are made from, made with a few C-level
+    passes and no work per class: every learner's, member of staff's and group's key with whether they
+    have left, the held-back staff and groups and the UPNs' pseudonyms, as they are before any
+    membership is decided (``_membership`` may hash more UPNs); then every membership row's values in
+    order; and, through the key, the context. The same token means the same inputs, so the same token
+    for every class (a superset of what each covers: any change anywhere makes it differ, and the
+    classes are then compared one by one)."""
+
+    def __init__(
+        self,
+        fingerprints: RowFingerprints,
+        snapshot: Snapshot,
+        upn_hashes: Mapping[str, str],
+        held: tuple[set[str], set[str]],
+    ) -> None:
+        self._hash = fingerprints.token("memberships settled per school v2")
+        for kind in (Kind.LEARNER, Kind.STAFF, Kind.GROUP):
+            # ``left`` is a bool when built, 0 or 1 when known from the state: the same, as a bool
+            people = sorted((key, bool(entry.left)) for key, entry in snapshot.entries[kind].items())
+            self._hash.update(f"\x00{kind.value}\x00{people!r}".encode())
+        self._hash.update(f"\x00held\x00{sorted(held[0])!r}\x00{sorted(held[1])!r}".encode())
+        self._hash.update(f"\x00upns\x00{sorted(upn_hashes.items())!r}\x00rows".encode())
+        self._names: tuple[str, ...] | None = None
+
+    def add(self, names: tuple[str, ...], chunk: Sequence[Sequence[object]]) -> None:
+        if names != self._names:  # \x00 is never in a repr: a marker no value can forge
+            self._names = names
+            self._hash.update(b"\x00fields" + repr(names).encode() + b"\x00")
+        self._hash.update(("\n".join(map(repr, chunk)) + "\n").encode())
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+
 def _member_status(
     upns: _Upns, members: Mapping[Kind, Mapping[str, Entry]], held_staff: set[str]
 ) -> Callable[[Row], str]:
@@ -579,7 +626,13 @@ def _group_status(groups: Mapping[str, Entry], held_groups: set[str]) -> Callabl
     return status
 
 
-def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns, settled: SettledClasses | None) -> None:
+def _read_memberships(
+    b: _Builder,
+    rows: Iterable[Row],
+    upns: _Upns,
+    settled: SettledClasses | None,
+    settled_school: bytes | None = None,
+) -> None:
     """Memberships are most of a school's rows, and in a nightly run nearly all are known: a known row
     is looked up by the fingerprint of its values, with no dict made for it, and the per-kind tables are
     looked up once, not per row. Any other row takes the full path (``_membership``).
@@ -595,34 +648,62 @@ def _read_memberships(b: _Builder, rows: Iterable[Row], upns: _Upns, settled: Se
     )
     members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
     group = _group_status(snap.entries[Kind.GROUP], held[1])
-    tokens = None
+    tokens = school = None
     if b.fingerprints is not None:
         tokens = ClassTokens(b.fingerprints, _member_status(upns, members, held[0]))
+        school = SchoolToken(b.fingerprints, snap, upns.hashes, held)
     chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]] = _value_chunks(rows)
     made: dict[str, bytes] | None = None
+    whole = b""
     skip: frozenset[object] = frozenset()  # the settled classes' raw group values
-    if tokens is not None and settled:
+    if tokens is not None and school is not None and settled:
         chunks = list(chunks)  # one school's memberships, read twice: for the tokens first
-        for names, same_names in itertools.groupby(chunks, key=_FIRST):
-            tokens.add(names, list(itertools.chain.from_iterable(map(_SECOND, same_names))))
-        made = tokens.digests(group)
-        snap.classes_read = frozenset(tokens.group_of.values())
-        same = frozenset(gid for gid, kept in settled.items() if made.get(gid) == kept.token)
-        if same:
-            snap.settled_classes = same
-            snap.settled[Kind.MEMBERSHIP] = sum(settled[gid].records for gid in same)
-            skip = frozenset(raw for raw, gid in tokens.group_of.items() if gid in same)
+        for names, chunk in chunks:
+            school.add(names, chunk)
+        whole = school.digest()
+        if settled_school is not None and whole == settled_school:  # every class as it was settled
+            snap.settled_classes = snap.classes_read = frozenset(settled)
+            snap.settled[Kind.MEMBERSHIP] = sum(kept.records for kept in settled.values())
+            snap.rows_read[Kind.MEMBERSHIP] += sum(len(chunk) for _, chunk in chunks)
+            snap.school_token, snap.school_settled = (whole, snap.classes_read), True
+            return
+        school = None  # made already
+        made, skip = _compare_classes(snap, tokens, chunks, settled, group)
     held_classes: set[str] = set()
     if skip and snap.settled_classes.issuperset(snap.classes_read):
         read = sum(len(chunk) for _, chunk in chunks)  # every class settled: no row to look at
     else:
         pending = None if made is not None else tokens  # made already, or made as the rows pass
-        read, held_classes = _decide_memberships(b, chunks, upns, held, pending, skip)
+        read, held_classes = _decide_memberships(b, chunks, upns, held, pending, skip, school)
     snap.rows_read[Kind.MEMBERSHIP] += read
     if tokens is not None:
         made = made if made is not None else tokens.digests(group)
         unsettled = snap.settled_classes | held_classes
         snap.class_tokens = {gid: token for gid, token in made.items() if gid not in unsettled}
+        whole = whole if school is None else school.digest()
+        if tokens.usable and not any(h.kind is Kind.MEMBERSHIP for h in snap.held_back):
+            snap.school_token = (whole, frozenset(made))
+
+
+def _compare_classes(
+    snap: Snapshot,
+    tokens: ClassTokens,
+    chunks: Sequence[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
+    settled: SettledClasses,
+    group: Callable[[str], str],
+) -> tuple[dict[str, bytes], frozenset[object]]:
+    """Every class's token, made from the rows kept; the classes whose token is what was settled are
+    settled in ``snap``. Returns the tokens and the settled classes' raw group values."""
+    for names, same_names in itertools.groupby(chunks, key=_FIRST):
+        tokens.add(names, list(itertools.chain.from_iterable(map(_SECOND, same_names))))
+    made = tokens.digests(group)
+    snap.classes_read = frozenset(tokens.group_of.values())
+    same = frozenset(gid for gid, kept in settled.items() if made.get(gid) == kept.token)
+    if not same:
+        return made, frozenset()
+    snap.settled_classes = same
+    snap.settled[Kind.MEMBERSHIP] = sum(settled[gid].records for gid in same)
+    return made, frozenset(raw for raw, gid in tokens.group_of.items() if gid in same)
 
 
 def _decide_memberships(
@@ -632,6 +713,7 @@ def _decide_memberships(
     held: tuple[set[str], set[str]],
     tokens: ClassTokens | None,
     skip: frozenset[object],
+    school: SchoolToken | None = None,
 ) -> tuple[int, set[str]]:
     """Every membership row, known or the long way, but those of settled classes (``skip``: their raw
     group values); returns how many rows there were, and the classes with a row held back."""
@@ -648,6 +730,8 @@ def _decide_memberships(
     for names, chunk in chunks:
         if tokens is not None:
             tokens.add(names, chunk)
+        if school is not None:
+            school.add(names, chunk)
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
         group = names.index("group_id") if skip else -1
         for values in chunk:
