@@ -173,6 +173,36 @@ def targets_table(groups: Sequence[Group]) -> list[str]:
     return _table(header, rows, right_from=9)
 
 
+def read_first_table(groups: Sequence[Group], database: str = "postgres") -> list[str]:
+    """The LA set on one database, each label side by side (the default first): every target's ratio
+    with the client CPU behind it, and the verdict on the default's median."""
+    chosen = [g for g in groups if g.scale == "la" and g.database == database]
+    default = next((g for g in chosen if g.label == DEFAULT_LABEL), None)
+    if default is None:
+        return [f"No LA results on {database}."]
+    targets = default.documents[-1]["targets"]
+    header = ["run", *(f"{g.label} (n={len(g.documents)})" for g in chosen), "target", ""]
+    rows = []
+    for name, run, figure, _text in TARGET_ROWS:
+        cells = [RUN_NAMES[run] + (", sandbox CPU set aside" if figure.endswith("without_sandbox") else "")]
+        for group in chosen:
+            ratio = spread(group.values(run, figure)).replace(" (", "× (", 1)
+            cells.append(f"{ratio}; client CPU {spread(group.values(run, 'client_cpu_seconds'), '{:.1f}')} s")
+        median = statistics.median(default.values(run, figure) or [float("inf")])
+        cells += [f"{targets[name]}×", "met" if median <= targets[name] else "missed"]
+        rows.append(cells)
+    limit = targets["peak_rss_mb"]
+    memory = ["memory, PSS of the process tree (worst run)"]
+    worst: list[float] = []
+    for group in chosen:
+        values = [max(r[run].get("tree_pss_mb", 0.0) for run in RUNS if run in r) for r in group.results]
+        worst = values if group is default else worst
+        memory.append(f"{spread(values, '{:.0f}')} MB")
+    memory += [f"{limit} MB", "met" if statistics.median(worst) <= limit else "missed"]
+    rows.append(memory)
+    return _table(header, rows, right_from=len(header))
+
+
 def _verdict(values: Sequence[float], target: float, fmt: str) -> str:
     """The median against the target, then every value's spread (as in the other tables)."""
     if not values:
@@ -298,6 +328,7 @@ def sources(groups: Sequence[Group]) -> list[str]:
 
 def render(groups: Sequence[Group], notes: str) -> str:
     sections: dict[str, Callable[[], list[str]]] = {
+        "READ_FIRST": lambda: read_first_table(groups),
         "TARGETS": lambda: targets_table(groups),
         "GROWTH": lambda: growth_table(groups),
         "LEVERS": lambda: levers_table(groups),

@@ -91,3 +91,30 @@ def test_spread_gives_the_median_alone_below_three_values() -> None:
     assert report.spread([2.0]) == "2.00"
     assert report.spread([1.0, 3.0]) == "2.00 (n=2)"
     assert report.spread([1.0, 5.0, 2.0]) == "2.00 (1.00-5.00)"
+
+
+def test_the_first_table_sets_each_variant_beside_the_default_and_judges_the_default(tmp_path: Path) -> None:
+    """The code before a change (``--label``) beside ``default``: ratios with the client CPU behind
+    them, and the verdict on the default's median only."""
+    files = []
+    for i, (label, no_change) in enumerate([("default", 12.0), ("default", 12.5), ("before", 15.0)] * 2):
+        document = _document("la", 10.0, no_change + i * 0.01, 14.0, 40.0)
+        document["label"] = label
+        path = tmp_path / f"la-{i}.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        files.append(str(path))
+    notes = tmp_path / "notes.md"
+    notes.write_text("{{READ_FIRST}}\n", encoding="utf-8")
+
+    done = subprocess.run(
+        [sys.executable, str(REPORT), *files, "--notes", str(notes)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "| run | default (n=4) | before (n=2) | target |  |"
+    no_change = next(line for line in lines if line.startswith("| no-change run |"))
+    assert no_change.endswith("| 1.3× | met |")
+    assert "| 1.23× (1.20-1.25); client CPU 11.0 (10.8-11.3) s |" in no_change  # the default's 4 runs
+    assert "| 1.50× (n=2); client CPU 13.5 (n=2) s |" in no_change  # the variant's 2
