@@ -167,10 +167,14 @@ def targets_table(groups: Sequence[Group]) -> list[str]:
     ):
         memory = [text]
         for group in chosen:
-            worst = [max(r[run].get(figure, 0.0) for run in RUNS if run in r) for r in group.results]
-            memory.append(_verdict(worst, limit, "{:.0f} MB"))
+            memory.append(_verdict(_worst(group, figure), limit, "{:.0f} MB"))
         rows.append(memory)
     return _table(header, rows, right_from=9)
+
+
+def _worst(group: Group, figure: str) -> list[float]:
+    """Each repeat's largest ``figure`` over its runs (memory: the run that held the most)."""
+    return [max(r[run].get(figure, 0.0) for run in RUNS if run in r) for r in group.results]
 
 
 def read_first_table(groups: Sequence[Group], database: str = "postgres") -> list[str]:
@@ -193,12 +197,11 @@ def read_first_table(groups: Sequence[Group], database: str = "postgres") -> lis
         rows.append(cells)
     limit = targets["peak_rss_mb"]
     memory = ["memory, PSS of the process tree (worst run)"]
-    worst: list[float] = []
-    for group in chosen:
-        values = [max(r[run].get("tree_pss_mb", 0.0) for run in RUNS if run in r) for r in group.results]
-        worst = values if group is default else worst
-        memory.append(f"{spread(values, '{:.0f}')} MB")
-    memory += [f"{limit} MB", "met" if statistics.median(worst) <= limit else "missed"]
+    memory += [f"{spread(_worst(group, 'tree_pss_mb'), '{:.0f}')} MB" for group in chosen]
+    memory += [
+        f"{limit} MB",
+        "met" if statistics.median(_worst(default, "tree_pss_mb")) <= limit else "missed",
+    ]
     rows.append(memory)
     return _table(header, rows, right_from=len(header))
 
@@ -273,7 +276,7 @@ def levers_table(groups: Sequence[Group]) -> list[str]:
             spread(g.values("full_run", "ratio_to_floor_without_sandbox")),
             spread(g.values("no_change_run", "ratio_to_floor")),
             spread(g.values("churn_run", "ratio_to_floor")),
-            spread([max(r[run]["peak_rss_mb"] for run in RUNS if run in r) for r in g.results], "{:.0f}"),
+            spread(_worst(g, "peak_rss_mb"), "{:.0f}"),
         ]
         for g in chosen
     ]
