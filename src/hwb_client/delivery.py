@@ -1,9 +1,8 @@
 """Delivery: frozen batches through the transport into the state, and the state rebuilt when lost.
 
 A batch goes to the outbox (id, sequence, exact body bytes) before it is sent; the acknowledged index
-advances only after a 2xx, in the transaction that clears it from the outbox; the next batch is in flight
-while that transaction is written (one ahead, sent only once the one before it was answered); a stop is
-honoured between batches. What a 2xx means (one result per operation) is checked before anything advances.
+advances only after a 2xx, in the transaction that clears it from the outbox; a stop is honoured between
+batches. What a 2xx means (one result per operation) is checked before anything advances.
 """
 
 from __future__ import annotations
@@ -12,11 +11,10 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import structlog
 
-from hwb_client.adapters.replies import BatchAck, OperationResult
+from hwb_client.adapters.replies import OperationResult
 from hwb_client.adapters.state import PendingBatch, PendingOp, StateStore
 from hwb_client.adapters.transport import NationalApi
 from hwb_client.core.batches import Batch
@@ -30,8 +28,6 @@ from hwb_client.platform.failpoints import failpoint
 from hwb_client.run_result import RunResult, add
 
 log = structlog.get_logger("hwb_client.delivery")
-
-_STOPPED = N_("stopped between batches; the rest is resent on the next run")
 
 
 def freeze(batch: Batch, decided: Plan) -> PendingBatch:
@@ -59,88 +55,32 @@ def freeze(batch: Batch, decided: Plan) -> PendingBatch:
     )
 
 
-def send_all(
-    api: NationalApi,
-    state: StateStore,
-    batches: Sequence[PendingBatch],
-    result: RunResult,
-    stop: threading.Event,
-) -> Iterator[PendingBatch]:
-    """Send frozen batches in their order and advance the state by each acknowledgement, yielding each
-    batch once it is written. The next batch is in flight while the last one's acknowledgement is written
-    (one ahead, never more), so the national side works while the state does; the server still applies
-    them in order, because a batch is sent only after the one before it was answered. A stop is honoured
-    between batches: the one in flight is answered and written first."""
-    if not batches:
-        return
+def send(
+    api: NationalApi, state: StateStore, batch: PendingBatch, result: RunResult, stop: threading.Event
+) -> None:
+    """Send one frozen batch and advance the state by what the national side acknowledged."""
+    bound = log.bind(dfes=result.dfes_number, run_id=result.run_id)
     if stop.is_set():
-        raise Interrupted(_STOPPED)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwb-send") as sender:
-        ahead: Future[tuple[BatchAck, float]] | None = _post(sender, api, state, batches[0], result)
-        for index, batch in enumerate(batches):
-            assert ahead is not None  # sent before this turn, or the loop ended with the stop
-            ack, api_seconds = _answer(ahead, state, batch, result)
-            failpoint("after_server_ack")  # answered, not written, nothing else in flight
-            following = batches[index + 1] if index + 1 < len(batches) else None
-            ahead = None
-            if following is not None and not stop.is_set():
-                ahead = _post(sender, api, state, following, result)
-                failpoint("batch_in_flight", settle=ahead.exception)  # two answered, neither written
-            _acknowledge(state, batch, ack, api_seconds, result)
-            failpoint("mid_push", settle=ahead.exception if ahead is not None else None)
-            yield batch
-            if following is not None and ahead is None:
-                raise Interrupted(_STOPPED)
-
-
-def _post(
-    sender: ThreadPoolExecutor,
-    api: NationalApi,
-    state: StateStore,
-    batch: PendingBatch,
-    result: RunResult,
-) -> Future[tuple[BatchAck, float]]:
-    state.note_attempt(batch.batch_id)  # the state is written by this thread only
-
-    def post() -> tuple[BatchAck, float]:
-        sent_at = time.monotonic()
+        raise Interrupted(N_("stopped between batches; the rest is resent on the next run"))
+    state.note_attempt(batch.batch_id)
+    sent_at = time.monotonic()
+    try:
         ack = api.post_batch(
             result.dfes_number, batch.batch_id, batch.body, batch.content_encoding, len(batch.ops)
         )
-        return ack, time.monotonic() - sent_at
-
-    return sender.submit(post)
-
-
-def _answer(
-    ahead: Future[tuple[BatchAck, float]], state: StateStore, batch: PendingBatch, result: RunResult
-) -> tuple[BatchAck, float]:
-    try:
-        return ahead.result()
     except ApiError as exc:
         if exc.permanent:
             # The server will never take these bytes: drop the batch (state did not advance, so the next
             # run's diff rebuilds what it held) rather than retrying it forever.
             state.discard(batch.batch_id)
-            log.error(
-                "batch_discarded",
-                dfes=result.dfes_number,
-                run_id=result.run_id,
-                batch_id=batch.batch_id,
-                status=exc.status,
-            )
+            bound.error("batch_discarded", batch_id=batch.batch_id, status=exc.status)
         raise
-
-
-def _acknowledge(
-    state: StateStore, batch: PendingBatch, ack: BatchAck, api_seconds: float, result: RunResult
-) -> None:
+    api_seconds = time.monotonic() - sent_at
+    failpoint("after_server_ack")
     tally = state.acknowledge(batch, ack.results)
     _count_results(result, batch, ack.results)
-    log.info(
+    bound.info(
         "batch_acknowledged",
-        dfes=result.dfes_number,
-        run_id=result.run_id,
         batch_id=batch.batch_id,
         batch_seq=batch.sequence,
         operations=len(batch.ops),

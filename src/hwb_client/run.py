@@ -24,7 +24,7 @@ from hwb_client.core import guard
 from hwb_client.core.model import Kind
 from hwb_client.core.plan import BatchIds, BatchPolicy, Plan, plan
 from hwb_client.core.snapshot import RowFingerprints
-from hwb_client.delivery import freeze, reconcile, send_all, with_reading_failpoint
+from hwb_client.delivery import freeze, reconcile, send, with_reading_failpoint
 from hwb_client.enrolment import signer_for
 from hwb_client.errors import HwbClientError, Interrupted, Joined, RunBlocked, StateStorageError
 from hwb_client.i18n import N_
@@ -154,7 +154,8 @@ def _recover(run: _Run, state: StateStore, api: NationalApi) -> None:
     """Close runs cut off by a stop, resend what an earlier run froze, rebuild lost state."""
     finish_stale_runs(state, run.result.run_id)
     pending = state.pending_batches()
-    for batch in send_all(api, state, pending, run.result, run.stop):
+    for batch in pending:
+        send(api, state, batch, run.result, run.stop)
         run.result.resent_batches += 1
         run.result.resent_operations += len(batch.ops)
     if pending:
@@ -248,8 +249,10 @@ def _deliver(run: _Run, state: StateStore, api: NationalApi, decided: Plan) -> N
     decided.batches.clear()
     decided.operations.clear()
     failpoint("after_outbox")
-    for _ in send_all(api, state, frozen, run.result, run.stop):
+    for batch in frozen:
+        send(api, state, batch, run.result, run.stop)
         run.result.batches += 1
+        failpoint("mid_push")
     with state.transaction():
         state.remember_held_before(
             guard.held_back_sent(decided.snapshot, state.acknowledged_for(decided.snapshot.held_keys))

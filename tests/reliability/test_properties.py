@@ -21,15 +21,7 @@ from mis_builder import Mis
 
 AREA = "Random MIS histories with random crashes (property-based)"
 
-STAGES = [
-    "while_reading",
-    "after_diff",
-    "after_outbox",
-    "mid_push",
-    "after_server_ack",
-    "batch_in_flight",
-    "while_reporting",
-]
+STAGES = ["while_reading", "after_diff", "after_outbox", "mid_push", "after_server_ack", "while_reporting"]
 POOL = range(1, 9)  # learners who may be at either school
 PLACES = ["absent", "A", "B", "A-left", "B-left", "moved A->B", "moved B->A"]
 EXAMPLES = int(os.environ.get("HWB_RELIABILITY_EXAMPLES", "15"))
