@@ -475,7 +475,7 @@ def _plain(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 
 
 class ClassTokens:
@@ -504,7 +504,10 @@ class ClassTokens:
         self.group_of: dict[object, str] = {}
         self.usable = True
 
-    def add(self, names: tuple[str, ...], chunk: Sequence[Sequence[object]]) -> None:
+    def add(
+        self, names: tuple[str, ...], chunk: Sequence[Sequence[object]], texts: Sequence[str] | None = None
+    ) -> None:
+        """Rows with the same fields, and each one's ``repr`` if made already (``texts``)."""
         if not self.usable:
             return
         if names != self._names:
@@ -517,16 +520,20 @@ class ClassTokens:
             if rest:
                 self._others = operator.itemgetter(*rest)
             self._base.update(b"\x00fields" + repr(names).encode() + b"\x00")
-        rows: Iterable[Sequence[object]] = chunk
+        # (group value, row, its repr) for each row: the rows' reprs are made once, and shared
+        rows = list(zip(map(self._group_value, chunk), chunk, texts or map(repr, chunk), strict=True))
         with contextlib.suppress(TypeError):  # group values that do not sort: each run of a class in turn
-            rows = sorted(chunk, key=self._group_value)  # stable: each class's rows in their order
+            rows = sorted(rows, key=_FIRST)  # stable: each class's rows in their order
         try:
-            for raw, run in itertools.groupby(rows, key=self._group_value):
-                self._add_class(names, raw, list(run))
+            for raw, run in itertools.groupby(rows, key=_FIRST):
+                kept = list(run)
+                self._add_class(names, raw, list(map(_SECOND, kept)), map(_THIRD, kept))
         except TypeError:  # a value that cannot be a key (no driver gives one): no class settles
             self.usable = False
 
-    def _add_class(self, names: tuple[str, ...], raw: object, rows: list[Sequence[object]]) -> None:
+    def _add_class(
+        self, names: tuple[str, ...], raw: object, rows: list[Sequence[object]], texts: Iterable[str]
+    ) -> None:
         gid = self.group_of.get(raw)
         if gid is None:
             gid = self.group_of[raw] = v.membership_group(raw)
@@ -542,7 +549,7 @@ class ClassTokens:
                 if who not in members:
                     members[who] = self._member(dict(zip(names, values, strict=True)))
             states = "\n".join(map(members.__getitem__, whos))
-        running[0].update(("\n".join(map(repr, rows)) + "\n").encode())
+        running[0].update(("\n".join(texts) + "\n").encode())
         running[1].update((states + "\n").encode())
 
     def digests(self, group: Callable[[str], str]) -> dict[str, bytes]:
@@ -582,11 +589,12 @@ class SchoolToken:
         self._hash.update(f"\x00upns\x00{sorted(upn_hashes.items())!r}\x00rows".encode())
         self._names: tuple[str, ...] | None = None
 
-    def add(self, names: tuple[str, ...], chunk: Sequence[Sequence[object]]) -> None:
+    def add(self, names: tuple[str, ...], texts: Sequence[str]) -> None:
+        """A chunk of rows with the same fields, as each row's ``repr``."""
         if names != self._names:  # \x00 is never in a repr: a marker no value can forge
             self._names = names
             self._hash.update(b"\x00fields" + repr(names).encode() + b"\x00")
-        self._hash.update(("\n".join(map(repr, chunk)) + "\n").encode())
+        self._hash.update(("\n".join(texts) + "\n").encode())
 
     def digest(self) -> bytes:
         return self._hash.digest()
@@ -626,6 +634,10 @@ def _group_status(groups: Mapping[str, Entry], held_groups: set[str]) -> Callabl
     return status
 
 
+#: a chunk of membership rows: their fields, their values, and each row's ``repr`` once it is made
+_Chunk = tuple[tuple[str, ...], Sequence[Sequence[object]], list[str] | None]
+
+
 def _read_memberships(
     b: _Builder,
     rows: Iterable[Row],
@@ -652,26 +664,29 @@ def _read_memberships(
     if b.fingerprints is not None:
         tokens = ClassTokens(b.fingerprints, _member_status(upns, members, held[0]))
         school = SchoolToken(b.fingerprints, snap, upns.hashes, held)
-    chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]] = _value_chunks(rows)
+    chunks: Iterable[_Chunk]
     made: dict[str, bytes] | None = None
     whole = b""
     skip: frozenset[object] = frozenset()  # the settled classes' raw group values
-    if tokens is not None and school is not None and settled:
-        chunks = list(chunks)  # one school's memberships, read twice: for the tokens first
-        for names, chunk in chunks:
-            school.add(names, chunk)
+    if tokens is None or school is None or not settled:
+        chunks = ((names, chunk, None) for names, chunk in _value_chunks(rows))
+    else:
+        # one school's memberships, read twice (for the tokens first), each row's repr made once
+        chunks = [(names, chunk, list(map(repr, chunk))) for names, chunk in _value_chunks(rows)]
+        for names, _, texts in chunks:
+            school.add(names, texts or ())
         whole = school.digest()
         if settled_school is not None and whole == settled_school:  # every class as it was settled
             snap.settled_classes = snap.classes_read = frozenset(settled)
             snap.settled[Kind.MEMBERSHIP] = sum(kept.records for kept in settled.values())
-            snap.rows_read[Kind.MEMBERSHIP] += sum(len(chunk) for _, chunk in chunks)
+            snap.rows_read[Kind.MEMBERSHIP] += sum(len(chunk) for _, chunk, _ in chunks)
             snap.school_token, snap.school_settled = (whole, snap.classes_read), True
             return
         school = None  # made already
         made, skip = _compare_classes(snap, tokens, chunks, settled, group)
     held_classes: set[str] = set()
     if skip and snap.settled_classes.issuperset(snap.classes_read):
-        read = sum(len(chunk) for _, chunk in chunks)  # every class settled: no row to look at
+        read = sum(len(chunk) for _, chunk, _ in chunks)  # every class settled: no row to look at
     else:
         pending = None if made is not None else tokens  # made already, or made as the rows pass
         read, held_classes = _decide_memberships(b, chunks, upns, held, pending, skip, school)
@@ -688,14 +703,16 @@ def _read_memberships(
 def _compare_classes(
     snap: Snapshot,
     tokens: ClassTokens,
-    chunks: Sequence[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
+    chunks: Sequence[_Chunk],
     settled: SettledClasses,
     group: Callable[[str], str],
 ) -> tuple[dict[str, bytes], frozenset[object]]:
     """Every class's token, made from the rows kept; the classes whose token is what was settled are
     settled in ``snap``. Returns the tokens and the settled classes' raw group values."""
     for names, same_names in itertools.groupby(chunks, key=_FIRST):
-        tokens.add(names, list(itertools.chain.from_iterable(map(_SECOND, same_names))))
+        kept = list(same_names)
+        rows = list(itertools.chain.from_iterable(map(_SECOND, kept)))
+        tokens.add(names, rows, list(itertools.chain.from_iterable(map(_THIRD, kept))))
     made = tokens.digests(group)
     snap.classes_read = frozenset(tokens.group_of.values())
     same = frozenset(gid for gid, kept in settled.items() if made.get(gid) == kept.token)
@@ -708,7 +725,7 @@ def _compare_classes(
 
 def _decide_memberships(
     b: _Builder,
-    chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
+    chunks: Iterable[_Chunk],
     upns: _Upns,
     held: tuple[set[str], set[str]],
     tokens: ClassTokens | None,
@@ -727,21 +744,22 @@ def _decide_memberships(
     learner, membership = Kind.LEARNER.value, Kind.MEMBERSHIP
     held_classes: set[str] = set()
     index = 0
-    for names, chunk in chunks:
-        if tokens is not None:
-            tokens.add(names, chunk)
-        if school is not None:
-            school.add(names, chunk)
+    for names, chunk, made in chunks:
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
+        texts = made if made is not None or prefixed is None else list(map(repr, chunk))
+        if tokens is not None:
+            tokens.add(names, chunk, texts)
+        if school is not None and texts is not None:
+            school.add(names, texts)
         group = names.index("group_id") if skip else -1
-        for values in chunk:
+        for values, text in zip(chunk, texts or itertools.repeat(""), strict=False):
             index += 1
             if group >= 0 and values[group] in skip:
                 continue
             fp = None
             if prefixed is not None:
                 running = prefixed.copy()
-                running.update(repr(values).encode())
+                running.update(text.encode())
                 fp = running.digest()
                 hit = known.get(fp)
                 if hit is not None:
