@@ -17,22 +17,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit
 
 import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from hwb_sandbox import bounded, national, openapi, portal
+from hwb_sandbox.appliers import BatchAppliers
+from hwb_sandbox.bodies import parse_json, validate
 from hwb_sandbox.i18n import N_, Language, negotiate
 from hwb_sandbox.problems import PROBLEM_MEDIA_TYPE, Problem
 from hwb_sandbox.schemas import (
-    MAX_OPERATIONS,
-    Batch,
     EnrolmentRequest,
     KeyRequest,
     RecordLookup,
@@ -53,11 +52,8 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES: Final = bounded.BATCH.raw
 MAX_DECOMPRESSED_BYTES: Final = bounded.BATCH.inflated
-MAX_REPORTED_ERRORS: Final = 50
 
 log = logging.getLogger("hwb_sandbox")
-
-_M = TypeVar("_M", bound=BaseModel)
 
 URL_MAP: Final = Map(
     [
@@ -127,46 +123,6 @@ def target_uri(environ: Mapping[str, Any], public_url: str | None) -> str:
         or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
     )
     return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{request_uri}"
-
-
-def parse_json(body: bytes) -> Any:
-    """Parse a UTF-8 JSON body strictly: no duplicate keys, NaN or infinity, lone surrogates, deep nesting."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            raise ValueError("duplicate key in a JSON object")
-        return result
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not allowed")
-
-    try:
-        value = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
-        # Refuses unpaired surrogates (not encodable as UTF-8) and numbers that overflow to infinity.
-        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (UnicodeError, ValueError, RecursionError) as exc:
-        raise Problem("body-malformed", N_("the body is not valid UTF-8 JSON: {error}"), error=exc) from exc
-    return value
-
-
-def validate(model: type[_M], value: Any) -> _M:
-    """Validate a parsed body against a protocol model; 422 listing where and what is wrong."""
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        errors = [
-            {"loc": "/".join(str(part) for part in error["loc"]), "msg": error["msg"], "type": error["type"]}
-            for error in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        count = exc.error_count()
-        raise Problem(
-            "validation-failed",
-            lambda lang: lang.ngettext(
-                "{count} field does not match the protocol", "{count} fields do not match the protocol", count
-            ).format(count=count),
-            errors=errors[:MAX_REPORTED_ERRORS],
-        ) from exc
 
 
 def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -250,9 +206,13 @@ Handler = Callable[..., Response]
 class SandboxApp:
     """The WSGI application. ``public_url`` is the scheme and authority clients sign, if behind a proxy."""
 
-    def __init__(self, store: SandboxStore, *, public_url: str | None = None) -> None:
+    def __init__(
+        self, store: SandboxStore, *, public_url: str | None = None, appliers: BatchAppliers | None = None
+    ) -> None:
         self.store = store
         self.public_url = public_url
+        #: where batches are applied: in the serving thread, or in worker processes (``appliers``)
+        self.appliers = appliers or BatchAppliers(store)
         self._openapi_bytes = json.dumps(openapi.document(), ensure_ascii=False, indent=2).encode("utf-8")
         self.response_keys = ResponseKeyring.for_database(store.path)
         self.response_signer = self.response_keys.current
@@ -398,37 +358,22 @@ class SandboxApp:
         self._school(dfes)
         batch_key = idempotency_key(request)
         _signer, body = self._verified(request, dfes, BATCH_COMPONENTS, bounded.BATCH.raw)
-        value = parse_json(decode_content(request, body, bounded.BATCH.inflated))
-        if isinstance(value, dict):
-            if "batch_id" in value and value["batch_id"] != batch_key:
-                raise Problem(
-                    "idempotency-key-mismatch", N_("the body's batch_id differs from the Idempotency-Key")
-                )
-            operations = value.get("operations")
-            if isinstance(operations, list) and len(operations) > MAX_OPERATIONS:
-                raise Problem(
-                    "body-too-large",
-                    N_("{count} operations; the limit is {limit}"),
-                    count=len(operations),
-                    limit=MAX_OPERATIONS,
-                )
-        batch = validate(Batch, value)
-        fingerprint = hashlib.sha256(national.canonical_json(value)).hexdigest()
+        inflated = decode_content(request, body, bounded.BATCH.inflated)
         try:
-            answer = national.apply_batch(self.store, dfes, batch, fingerprint)
-        except national.IdempotencyKeyReused as exc:
-            log_event("batch_id_reused", level=logging.WARNING, dfes=dfes, batch_id=batch.batch_id)
-            raise Problem(
-                "idempotency-key-reused", N_("this batch_id was already applied with a different body")
-            ) from exc
+            applied = self.appliers.apply(dfes, batch_key, inflated)
+        except Problem as problem:
+            if problem.slug == "idempotency-key-reused":
+                log_event("batch_id_reused", level=logging.WARNING, dfes=dfes, batch_id=batch_key)
+            raise
+        answer = applied.answer
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         log_event(
             "batch_replayed" if answer.replayed else "batch_applied",
             dfes=dfes,
-            batch_id=batch.batch_id,
-            run_id=batch.run_id,
-            batch_seq=batch.sequence,
-            operations=len(batch.operations),
+            batch_id=applied.batch_id,
+            run_id=applied.run_id,
+            batch_seq=applied.sequence,
+            operations=applied.operations,
         )
         return Response(answer.body, status=200, headers=headers, content_type="application/json")
 

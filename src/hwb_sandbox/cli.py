@@ -24,6 +24,7 @@ from hwb_sandbox.store import DEFAULT_CODE_VALID_DAYS, SandboxStore
 EXIT_OK = 0
 EXIT_BAD_VALUE = 3
 EXIT_SCHOOL_UNKNOWN = 4
+MAX_APPLY_WORKERS = 16
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one")
     serve_cmd.add_argument("--db", type=Path, required=True, help="SQLite database file (created if missing)")
     serve_cmd.add_argument("--threads", type=int, default=4, help="worker threads (default 4)")
+    serve_cmd.add_argument(
+        "--apply-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="apply batches in N worker processes, so that several schools' batches are applied at once"
+        " on several cores, as by the national service (default 1: in the server's own process)",
+    )
     serve_cmd.add_argument(
         "--public-url",
         help="scheme://host[:port] clients use when a proxy sits in front (signatures cover the URL)",
@@ -147,6 +156,11 @@ def _serve(args: argparse.Namespace) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         _err("--tls-cert and --tls-key go together: give both to serve HTTPS, or neither")
         return EXIT_BAD_VALUE
+    if not 1 <= args.apply_workers <= MAX_APPLY_WORKERS:
+        _err(
+            f"--apply-workers {args.apply_workers}: give 1 to {MAX_APPLY_WORKERS} (1: in the server's process)"
+        )
+        return EXIT_BAD_VALUE
     configure_logging(args.log_level)
     _set_clock_for_serve(args.db, args.today)
     limits = ConnectionLimits(args.connection_limit, args.channel_timeout, args.request_timeout, args.backlog)
@@ -160,6 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
             public_url=args.public_url,
             limits=limits,
             tls=tls,
+            apply_workers=args.apply_workers,
         )
     except ServeOptionError as exc:
         _err(str(exc))

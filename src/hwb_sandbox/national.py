@@ -97,6 +97,14 @@ def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_finger
     """
     today = store.today()
     store.settle(today)
+    # What needs no database is worked out before the write lock is taken: with apply workers, other
+    # batches are applied meanwhile (``hwb_sandbox.appliers``).
+    operations = [_wire_operation(op.model_dump(mode="json")) for op in batch.operations]
+    stored = {
+        id(record): (record_digest(record), json.dumps(record, ensure_ascii=False))
+        for record in (op.get("record") for op in operations)
+        if isinstance(record, dict)
+    }
     with store.transaction() as conn:
         row = conn.execute(
             "SELECT body_sha256, response_json FROM batches WHERE dfes_number = ? AND batch_id = ?",
@@ -106,8 +114,8 @@ def apply_batch(store: SandboxStore, dfes_number: str, batch: Batch, body_finger
             if row["body_sha256"] != body_fingerprint:
                 raise IdempotencyKeyReused(batch.batch_id)
             return BatchAnswer(row["response_json"].encode("utf-8"), replayed=True)
-        school = _SchoolLedger(conn, dfes_number, store.now(), batch.upn_key_id, today)
-        outcomes = [school.apply(_wire_operation(op.model_dump(mode="json"))) for op in batch.operations]
+        school = _SchoolLedger(conn, dfes_number, store.now(), batch.upn_key_id, today, stored)
+        outcomes = [school.apply(op) for op in operations]
         response = {
             "batch_id": batch.batch_id,
             "applied": sum(o.status == "applied" for o in outcomes),
@@ -136,9 +144,17 @@ class _SchoolLedger:
     """Applies operations for one school inside an open transaction."""
 
     def __init__(
-        self, conn: sqlite3.Connection, dfes_number: str, now: str, upn_key_id: str, today: dt.date
+        self,
+        conn: sqlite3.Connection,
+        dfes_number: str,
+        now: str,
+        upn_key_id: str,
+        today: dt.date,
+        stored: Mapping[int, tuple[str, str]] | None = None,
     ) -> None:
         self.conn = conn
+        #: each record of the batch (by ``id``): its digest and the JSON text it is stored as
+        self.stored = stored or {}
         self.dfes_number = dfes_number
         self.now = now
         self.upn_key_id = upn_key_id
@@ -194,7 +210,10 @@ class _SchoolLedger:
         released_on: dt.date | None = None,
     ) -> Outcome:
         """Store the record as sent; ``released_on`` is the first day off roll for a ``leave``."""
-        digest = record_digest(record)
+        digest, text = self.stored.get(id(record)) or (
+            record_digest(record),
+            json.dumps(record, ensure_ascii=False),
+        )
         row = self._row(kind, key)
         if row is not None and row["status"] == status and row["digest"] == digest:
             return Outcome("unchanged", account_id=account_id)
@@ -210,7 +229,7 @@ class _SchoolLedger:
                 self.dfes_number,
                 kind,
                 key,
-                json.dumps(record, ensure_ascii=False),
+                text,
                 digest,
                 status,
                 account_id,

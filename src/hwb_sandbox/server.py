@@ -35,6 +35,7 @@ from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
 from hwb_sandbox.app import MAX_BODY_BYTES, SandboxApp, log_event
+from hwb_sandbox.appliers import BatchAppliers
 from hwb_sandbox.i18n import negotiate
 from hwb_sandbox.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX, PROBLEMS
 from hwb_sandbox.store import SandboxStore
@@ -136,12 +137,15 @@ def serve(
     public_url: str | None = None,
     limits: ConnectionLimits | None = None,
     tls: TlsFiles | None = None,
+    apply_workers: int = 1,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; print ``listening on http[s]://HOST:PORT`` once bound."""
+    """Serve until SIGTERM/SIGINT; print ``listening on http[s]://HOST:PORT`` once bound. Batches are
+    applied in ``apply_workers`` processes (``hwb_sandbox.appliers``; 1: in the serving threads)."""
     limits = limits or ConnectionLimits()
     context = _tls_context(tls) if tls is not None else None
     store = SandboxStore(db_path)
-    app = SandboxApp(store, public_url=public_url)
+    appliers = BatchAppliers(store, apply_workers)
+    app = SandboxApp(store, public_url=public_url, appliers=appliers)
     _allow_open_files(limits.connection_limit)
     # With TLS, waitress listens on a private loopback port and the TLS front on the public address.
     server = _waitress(
@@ -151,6 +155,7 @@ def serve(
         front = _start_front(context, host, port, limits, server) if context else None
     except ServeOptionError:
         server.close()
+        appliers.close()
         store.close()
         raise
     signal.signal(signal.SIGTERM, _stop)
@@ -159,7 +164,13 @@ def serve(
         front.listener.getsockname()[:2] if front else (server.effective_host, server.effective_port)
     )
     url = f"{'https' if front else 'http'}://{_url_host(bound_host)}:{bound_port}"
-    log_event("sandbox_listening", url=url, db=db_path, connection_limit=limits.connection_limit)
+    log_event(
+        "sandbox_listening",
+        url=url,
+        db=db_path,
+        connection_limit=limits.connection_limit,
+        apply_workers=apply_workers,
+    )
     print(f"listening on {url}", flush=True)  # noqa: T201 - the line tests and operators parse
     try:
         server.run()
@@ -167,6 +178,7 @@ def serve(
         if front:
             front.close()
         server.close()
+        appliers.close()
         store.close()
         log_event("sandbox_stopped", url=url)
     return 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sandbox_helpers import (
     PRIMARY,
     SECONDARY,
@@ -24,6 +27,15 @@ from hwb_sandbox.store import SandboxStore
 from hwb_sandbox.testing import SandboxProcess
 
 BATCHES = f"/v1/schools/{PRIMARY}/batches"
+
+
+@pytest.fixture(params=[1, 2], ids=["in-process", "two-apply-workers"])
+def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SandboxProcess]:
+    """Every test here twice: batches applied in the serving process, and in two worker processes
+    (``serve --apply-workers 2``): exactly once, the answers and the refusals are the same."""
+    args = () if request.param == 1 else ("--apply-workers", str(request.param))
+    with SandboxProcess(tmp_path / "sandbox" / "sandbox.db", serve_args=args) as process:
+        yield process
 
 
 def _accounts(sandbox: SandboxProcess, dfes: str) -> dict[str, dict[str, Any]]:
