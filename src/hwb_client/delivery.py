@@ -96,9 +96,9 @@ def send(
 def _count_results(result: RunResult, batch: PendingBatch, results: Sequence[OperationResult]) -> None:
     for pending, answer in zip(batch.ops, results, strict=True):
         if answer.status == "refused":
-            add(result.refused_by_kind, pending.kind.value, answer.reason or "unknown")
+            add(result.refused_by_kind, pending.kind._value_, answer.reason or "unknown")
         else:
-            add(result.sent, pending.kind.value, pending.op.value)
+            add(result.sent, pending.kind._value_, pending.op._value_)  # per operation: see ``model``
 
 
 def reconcile(api: NationalApi, state: StateStore, dfes: str) -> int:

@@ -652,7 +652,7 @@ class StateStore:
         with self.transaction():
             for batch in batches:
                 ops = [
-                    [i, o.op.value, o.kind.value, o.key, self._stored(o.digest), o.year_group, o.stable]
+                    [i, o.op._value_, o.kind._value_, o.key, self._stored(o.digest), o.year_group, o.stable]
                     for i, o in enumerate(batch.ops)
                 ]
                 self.db.execute(
@@ -715,14 +715,14 @@ class StateStore:
                 tally[reason] = tally.get(reason, 0) + 1
                 continue
             if op is Op.REMOVE:
-                removed.append((kind.value, key))
+                removed.append((kind._value_, key))  # per operation: the plain attribute (``model``)
                 continue
             status_after = LEFT if op is Op.LEAVE else ACTIVE
             if pending.bind:
                 bound.append(pending)
             kept.append(
                 (
-                    kind.value,
+                    kind._value_,
                     key,
                     self._stored(pending.digest),
                     status_after,
@@ -772,9 +772,9 @@ class StateStore:
             "INSERT OR REPLACE INTO record_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (
-                    pending.kind.value,
+                    pending.kind._value_,
                     pending.key,
-                    pending.op.value,
+                    pending.op._value_,
                     r.status,
                     r.reason,
                     batch.run_id,

@@ -54,11 +54,12 @@ def diff(snapshot: Snapshot, acknowledged: AckIndex, keyed: Callable[[str], str]
         known = acknowledged.get(kind, {})
         for key, entry in snapshot.entries[kind].items():
             previous = known.get(key)
-            wanted = LEFT if entry.left else ACTIVE
-            # a row known by its fingerprint carries the digest as acknowledged: already in stored form
-            digest = entry.digest if entry.record is None else keyed(entry.digest)
-            if previous is not None and previous.digest == digest and previous.status == wanted:
-                continue
+            if previous is not None:  # keyed only to be compared: a first run keys no digest here
+                wanted = LEFT if entry.left else ACTIVE
+                # a row known by its fingerprint carries the digest as acknowledged: already in stored form
+                digest = entry.digest if entry.record is None else keyed(entry.digest)
+                if previous.digest == digest and previous.status == wanted:
+                    continue
             if entry.left and previous is None:
                 # A leaver the national side never held (left before this client first ran, or joined and
                 # left between two runs) has no account to release: nothing to send, for them or their classes.

@@ -169,7 +169,8 @@ class Operation:
     digest: str | None  # digest of ``record``; None for a remove
 
     def to_wire(self) -> dict[str, object]:
-        body: dict[str, object] = {"op": self.op.value, "kind": self.kind.value, "key": self.key}
+        # ``_value_``: the member's value as a plain attribute (``.value`` is a descriptor, read per operation)
+        body: dict[str, object] = {"op": self.op._value_, "kind": self.kind._value_, "key": self.key}
         if self.record is not None:
             body["record"] = self.record
         return body

@@ -101,8 +101,9 @@ class Plan:
 def count_operations(operations: list[Operation] | tuple[Operation, ...]) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for operation in operations:
-        per_kind = counts.setdefault(operation.kind.value, {})
-        per_kind[operation.op.value] = per_kind.get(operation.op.value, 0) + 1
+        per_kind = counts.setdefault(operation.kind._value_, {})  # per operation: see ``model``
+        op = operation.op._value_
+        per_kind[op] = per_kind.get(op, 0) + 1
     return counts
 
 
