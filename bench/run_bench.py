@@ -8,7 +8,9 @@ One run, per database:
 
 1. generate the synthetic reference MIS (``hwb_synth``) and load it (``ANALYZE`` after loading on
    PostgreSQL, as a live MIS has statistics);
-2. start a fresh sandbox national API in its own process and enrol every school;
+2. start a fresh sandbox national API in its own process, applying batches in two worker processes
+   (``--sandbox-workers``: the national service is many servers, and a sandbox held to one core made
+   both of the client's workers wait on it while the other core idled), and enrol every school;
 3. **floor**: in a fresh process, every school's four profile queries (the reference profile, the
    ``dfes_number`` bound, the client's connection string), read through pyodbc into tuples and discarded,
    one school after another;
@@ -18,7 +20,7 @@ One run, per database:
    on the changed data), then ``--run-now``.
 
 For each run: wall seconds and the ratio to the floor; the client's CPU seconds and peak RSS (``wait4``
-on the client process); the sandbox's CPU seconds over the run (``/proc/PID/stat``) and its share of the
+on the client process); the sandbox's CPU seconds over the run, its apply workers' included (``/proc/PID/stat``), and its share of the
 wall time; batches, operations and gzip'd body bytes per operation (from the ``batch_acknowledged`` log
 events); the time the client spent waiting for the API. Results go to a JSON file and a table on stdout.
 Never personal data: counts and timings only.
@@ -40,7 +42,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,18 +109,24 @@ class Measured:
     sandbox_cpu_seconds: float
     tree_rss_mb: float = 0.0
     tree_pss_mb: float = 0.0
+    #: at the moment the tree's PSS peaked: each process's role and PSS in MB, largest first
+    pss_at_peak_mb: list[tuple[str, float]] = field(default_factory=list)
     processes: int = 1
     kernel_seconds: float = 0.0
     minor_faults: int = 0
 
 
 def _proc_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process (all its threads) from /proc/PID/stat."""
+    """User + system CPU seconds of a process (all its threads) and of its live children (the sandbox's
+    apply workers), from /proc/PID/stat."""
     if pid is None:
         return 0.0
     text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    listed = children.read_text(encoding="ascii").split() if children.exists() else []
+    return own + sum(_proc_cpu_seconds(int(child)) for child in listed)
 
 
 #: Runs a command and reports its wall time, CPU and peak memory. The client is started from this small
@@ -162,12 +170,29 @@ def kib(pid, path, field):
         pass
     return 0
 
-peak = {"rss": 0, "pss": 0, "processes": 0}
+def role(pid, root):
+    if pid == root:
+        return "client"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read()
+    except OSError:
+        return "gone"
+    if b"forkserver" in command:  # the forkserver, and each worker forked from it (same command line)
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+        return "worker" if int(text[text.rindex(")") + 2:].split()[1]) != root else "forkserver"
+    return "resource tracker" if b"resource_tracker" in command else "other"
+
+peak = {"rss": 0, "pss": 0, "processes": 0, "pss_at_peak": []}
 def sample(child, done):
     while not done.wait(0.1):
         pids = tree(child.pid)
         peak["rss"] = max(peak["rss"], sum(kib(p, "status", "VmRSS:") for p in pids))
-        peak["pss"] = max(peak["pss"], sum(kib(p, "smaps_rollup", "Pss:") for p in pids))
+        each = [(kib(p, "smaps_rollup", "Pss:"), p) for p in pids]
+        if sum(pss for pss, _ in each) > peak["pss"]:
+            peak["pss"] = sum(pss for pss, _ in each)
+            peak["pss_at_peak"] = sorted(([role(p, child.pid), pss] for pss, p in each), key=lambda r: -r[1])
         peak["processes"] = max(peak["processes"], len(pids))
 
 started = time.perf_counter()
@@ -189,7 +214,7 @@ with open(sys.argv[1], "w") as out:
     json.dump({"seconds": seconds, "exit_code": code, "cpu_seconds": usage.ru_utime + usage.ru_stime,
                "kernel_seconds": usage.ru_stime, "minor_faults": usage.ru_minflt,
                "peak_rss_kib": usage.ru_maxrss, "tree_rss_kib": peak["rss"], "tree_pss_kib": peak["pss"],
-               "processes": peak["processes"]}, out)
+               "processes": peak["processes"], "pss_at_peak_kib": peak["pss_at_peak"]}, out)
 """
 
 
@@ -217,6 +242,7 @@ def measure(command: Sequence[str], *, log: Path, sandbox_pid: int | None, env: 
         tree_rss_mb=usage["tree_rss_kib"] / 1024,
         tree_pss_mb=usage["tree_pss_kib"] / 1024,
         processes=usage["processes"],
+        pss_at_peak_mb=[(name, round(kib / 1024, 1)) for name, kib in usage.get("pss_at_peak_kib", [])],
         kernel_seconds=usage.get("kernel_seconds", 0.0),
         minor_faults=usage.get("minor_faults", 0),
     )
@@ -319,7 +345,8 @@ class Bench:
             def odbc(self) -> str:
                 return connection
 
-        with SandboxProcess(root / "sandbox.sqlite3", start_timeout=60) as sandbox:
+        serve_args = ("--apply-workers", str(self.args.sandbox_workers))
+        with SandboxProcess(root / "sandbox.sqlite3", start_timeout=60, serve_args=serve_args) as sandbox:
             lab = Lab(
                 root / "lab",
                 [BenchSchool(s.dfes_number, s.name, Path(database)) for s in schools],
@@ -426,6 +453,7 @@ class Bench:
             "peak_rss_mb": round(max(measured.peak_rss_mb, measured.tree_rss_mb), 1),
             "largest_process_rss_mb": round(measured.peak_rss_mb, 1),
             "tree_pss_mb": round(measured.tree_pss_mb, 1),
+            "pss_at_peak_mb": measured.pss_at_peak_mb,
             "processes": measured.processes,
             "load_average": list(os.getloadavg()),
             "sandbox_cpu_seconds": round(measured.sandbox_cpu_seconds, 3),
@@ -495,6 +523,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--churn-share", type=float, default=0.01)
     parser.add_argument(
         "--concurrency", type=int, default=2, help="schedule.max_concurrent_schools (default 2)"
+    )
+    parser.add_argument(
+        "--sandbox-workers",
+        type=int,
+        default=2,
+        help="the sandbox's serve --apply-workers (default 2: as many schools' batches applied at once as"
+        " the client runs schools; 1: in the sandbox's own process, as before 2026-12-04)",
     )
     parser.add_argument("--gzip-level", type=int, help="batches.gzip_level (default: the client's)")
     parser.add_argument("--max-operations", type=int, help="batches.max_operations (default: the client's)")
@@ -572,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "staff_changes": summary.staff_surname_changes + summary.staff_leavers + summary.staff_joiners,
         },
         "client": {"max_concurrent_schools": args.concurrency},
+        "sandbox": {"apply_workers": args.sandbox_workers},
         "targets": TARGETS,
         "results": results,
     }
