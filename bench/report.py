@@ -322,9 +322,11 @@ def sources(groups: Sequence[Group]) -> list[str]:
     lines = []
     for group in groups:
         for document in group.documents:
+            # files from before 2026-12-04 have no "sandbox": their sandbox applied batches in its own process
+            workers = document.get("sandbox", {}).get("apply_workers", 1)
             lines.append(
                 f"- `{document['_file']}`: `{document['command']}` ({group.scale}, {group.database}, "
-                f"label {group.label}), finished {document['finished_at']}"
+                f"label {group.label}; the sandbox's apply workers: {workers}), finished {document['finished_at']}"
             )
     return sorted(set(lines))
 
