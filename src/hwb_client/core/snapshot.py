@@ -589,7 +589,7 @@ class SchoolToken:
         self._hash.update(f"\x00upns\x00{sorted(upn_hashes.items())!r}\x00rows".encode())
         self._names: tuple[str, ...] | None = None
 
-    def add(self, names: tuple[str, ...], texts: Sequence[str]) -> None:
+    def add(self, names: tuple[str, ...], texts: Iterable[str]) -> None:
         """A chunk of rows with the same fields, as each row's ``repr``."""
         if names != self._names:  # \x00 is never in a repr: a marker no value can forge
             self._names = names
@@ -634,10 +634,6 @@ def _group_status(groups: Mapping[str, Entry], held_groups: set[str]) -> Callabl
     return status
 
 
-#: a chunk of membership rows: their fields, their values, and each row's ``repr`` once it is made
-_Chunk = tuple[tuple[str, ...], Sequence[Sequence[object]], list[str] | None]
-
-
 def _read_memberships(
     b: _Builder,
     rows: Iterable[Row],
@@ -664,29 +660,26 @@ def _read_memberships(
     if b.fingerprints is not None:
         tokens = ClassTokens(b.fingerprints, _member_status(upns, members, held[0]))
         school = SchoolToken(b.fingerprints, snap, upns.hashes, held)
-    chunks: Iterable[_Chunk]
+    chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]] = _value_chunks(rows)
     made: dict[str, bytes] | None = None
     whole = b""
     skip: frozenset[object] = frozenset()  # the settled classes' raw group values
-    if tokens is None or school is None or not settled:
-        chunks = ((names, chunk, None) for names, chunk in _value_chunks(rows))
-    else:
-        # one school's memberships, read twice (for the tokens first), each row's repr made once
-        chunks = [(names, chunk, list(map(repr, chunk))) for names, chunk in _value_chunks(rows)]
-        for names, _, texts in chunks:
-            school.add(names, texts or ())
+    if tokens is not None and school is not None and settled:
+        chunks = list(chunks)  # one school's memberships, read twice: for the tokens first
+        for names, chunk in chunks:
+            school.add(names, map(repr, chunk))  # made again for the class tokens if the token differs
         whole = school.digest()
         if settled_school is not None and whole == settled_school:  # every class as it was settled
             snap.settled_classes = snap.classes_read = frozenset(settled)
             snap.settled[Kind.MEMBERSHIP] = sum(kept.records for kept in settled.values())
-            snap.rows_read[Kind.MEMBERSHIP] += sum(len(chunk) for _, chunk, _ in chunks)
+            snap.rows_read[Kind.MEMBERSHIP] += sum(len(chunk) for _, chunk in chunks)
             snap.school_token, snap.school_settled = (whole, snap.classes_read), True
             return
         school = None  # made already
         made, skip = _compare_classes(snap, tokens, chunks, settled, group)
     held_classes: set[str] = set()
     if skip and snap.settled_classes.issuperset(snap.classes_read):
-        read = sum(len(chunk) for _, chunk, _ in chunks)  # every class settled: no row to look at
+        read = sum(len(chunk) for _, chunk in chunks)  # every class settled: no row to look at
     else:
         pending = None if made is not None else tokens  # made already, or made as the rows pass
         read, held_classes = _decide_memberships(b, chunks, upns, held, pending, skip, school)
@@ -703,16 +696,14 @@ def _read_memberships(
 def _compare_classes(
     snap: Snapshot,
     tokens: ClassTokens,
-    chunks: Sequence[_Chunk],
+    chunks: Sequence[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
     settled: SettledClasses,
     group: Callable[[str], str],
 ) -> tuple[dict[str, bytes], frozenset[object]]:
     """Every class's token, made from the rows kept; the classes whose token is what was settled are
     settled in ``snap``. Returns the tokens and the settled classes' raw group values."""
     for names, same_names in itertools.groupby(chunks, key=_FIRST):
-        kept = list(same_names)
-        rows = list(itertools.chain.from_iterable(map(_SECOND, kept)))
-        tokens.add(names, rows, list(itertools.chain.from_iterable(map(_THIRD, kept))))
+        tokens.add(names, list(itertools.chain.from_iterable(map(_SECOND, same_names))))
     made = tokens.digests(group)
     snap.classes_read = frozenset(tokens.group_of.values())
     same = frozenset(gid for gid, kept in settled.items() if made.get(gid) == kept.token)
@@ -725,7 +716,7 @@ def _compare_classes(
 
 def _decide_memberships(
     b: _Builder,
-    chunks: Iterable[_Chunk],
+    chunks: Iterable[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
     upns: _Upns,
     held: tuple[set[str], set[str]],
     tokens: ClassTokens | None,
@@ -744,22 +735,23 @@ def _decide_memberships(
     learner, membership = Kind.LEARNER.value, Kind.MEMBERSHIP
     held_classes: set[str] = set()
     index = 0
-    for names, chunk, made in chunks:
-        prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
-        texts = made if made is not None or prefixed is None else list(map(repr, chunk))
+    for names, chunk in chunks:
+        # tokens made as the rows pass (a first run): each row's repr made once, for them and its fingerprint
+        texts = list(map(repr, chunk)) if tokens is not None or school is not None else None
         if tokens is not None:
             tokens.add(names, chunk, texts)
         if school is not None and texts is not None:
             school.add(names, texts)
+        prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
         group = names.index("group_id") if skip else -1
-        for values, text in zip(chunk, texts or itertools.repeat(""), strict=False):
+        for position, values in enumerate(chunk):
             index += 1
             if group >= 0 and values[group] in skip:
                 continue
             fp = None
             if prefixed is not None:
                 running = prefixed.copy()
-                running.update(text.encode())
+                running.update((texts[position] if texts is not None else repr(values)).encode())
                 fp = running.digest()
                 hit = known.get(fp)
                 if hit is not None:
