@@ -475,7 +475,7 @@ def _plain(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 
 class ClassTokens:
@@ -504,10 +504,7 @@ class ClassTokens:
         self.group_of: dict[object, str] = {}
         self.usable = True
 
-    def add(
-        self, names: tuple[str, ...], chunk: Sequence[Sequence[object]], texts: Sequence[str] | None = None
-    ) -> None:
-        """Rows with the same fields, and each one's ``repr`` if made already (``texts``)."""
+    def add(self, names: tuple[str, ...], chunk: Sequence[Sequence[object]]) -> None:
         if not self.usable:
             return
         if names != self._names:
@@ -520,20 +517,16 @@ class ClassTokens:
             if rest:
                 self._others = operator.itemgetter(*rest)
             self._base.update(b"\x00fields" + repr(names).encode() + b"\x00")
-        # (group value, row, its repr) for each row: the rows' reprs are made once, and shared
-        rows = list(zip(map(self._group_value, chunk), chunk, texts or map(repr, chunk), strict=True))
+        rows: Iterable[Sequence[object]] = chunk
         with contextlib.suppress(TypeError):  # group values that do not sort: each run of a class in turn
-            rows = sorted(rows, key=_FIRST)  # stable: each class's rows in their order
+            rows = sorted(chunk, key=self._group_value)  # stable: each class's rows in their order
         try:
-            for raw, run in itertools.groupby(rows, key=_FIRST):
-                kept = list(run)
-                self._add_class(names, raw, list(map(_SECOND, kept)), map(_THIRD, kept))
+            for raw, run in itertools.groupby(rows, key=self._group_value):
+                self._add_class(names, raw, list(run))
         except TypeError:  # a value that cannot be a key (no driver gives one): no class settles
             self.usable = False
 
-    def _add_class(
-        self, names: tuple[str, ...], raw: object, rows: list[Sequence[object]], texts: Iterable[str]
-    ) -> None:
+    def _add_class(self, names: tuple[str, ...], raw: object, rows: list[Sequence[object]]) -> None:
         gid = self.group_of.get(raw)
         if gid is None:
             gid = self.group_of[raw] = v.membership_group(raw)
@@ -549,7 +542,7 @@ class ClassTokens:
                 if who not in members:
                     members[who] = self._member(dict(zip(names, values, strict=True)))
             states = "\n".join(map(members.__getitem__, whos))
-        running[0].update(("\n".join(texts) + "\n").encode())
+        running[0].update(("\n".join(map(repr, rows)) + "\n").encode())
         running[1].update((states + "\n").encode())
 
     def digests(self, group: Callable[[str], str]) -> dict[str, bytes]:
@@ -736,10 +729,11 @@ def _decide_memberships(
     held_classes: set[str] = set()
     index = 0
     for names, chunk in chunks:
-        # tokens made as the rows pass (a first run): each row's repr made once, for them and its fingerprint
-        texts = list(map(repr, chunk)) if tokens is not None or school is not None else None
+        # the whole read's token made as the rows pass (a first run): each row's repr made once, for it
+        # and the row's fingerprint (the class tokens make their own: no faster given them, measured)
+        texts = list(map(repr, chunk)) if school is not None else None
         if tokens is not None:
-            tokens.add(names, chunk, texts)
+            tokens.add(names, chunk)
         if school is not None and texts is not None:
             school.add(names, texts)
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
