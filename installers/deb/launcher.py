@@ -20,6 +20,6 @@ if not tree.is_dir():
     sys.exit(3)
 sys.path.insert(0, str(tree))
 
-from hwb_client.cli import main  # noqa: E402 - the vendored tree must be on sys.path first
+from hwb_client.launch import main  # noqa: E402 - the vendored tree must be on sys.path first
 
 sys.exit(main())

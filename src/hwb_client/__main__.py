@@ -1,5 +1,5 @@
 import sys
 
-from hwb_client.cli import main
+from hwb_client.launch import main
 
 sys.exit(main())

@@ -35,16 +35,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from hwb_client import i18n
 from hwb_client.errors import ConfigError
 from hwb_client.i18n import N_, _, ngettext
+from hwb_client.launch import default_config_path
 from hwb_client.platform.credentials import credential_path, missing_credential_fix
 
 DFES_PATTERN = re.compile(r"^(6[6-7][0-9]|68[01])[0-9]{4}$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def default_config_path() -> Path:
-    if sys.platform == "win32":
-        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "HwbClient" / "hwb-client.toml"
-    return Path("/etc/hwb-client/hwb-client.toml")
 
 
 def default_state_dir() -> Path:

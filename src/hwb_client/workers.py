@@ -51,6 +51,7 @@ import structlog
 from hwb_client import i18n
 from hwb_client.errors import HwbClientError, Phrase, WorkerDied
 from hwb_client.i18n import N_
+from hwb_client.launch import PRELOAD
 from hwb_client.run_result import RunResult, utcnow
 from hwb_client.settings import SchoolSettings, Settings
 
@@ -58,7 +59,6 @@ log = structlog.get_logger("hwb_client.workers")
 
 RunSchool = Callable[..., RunResult]
 _POLL_SECONDS = 0.2
-_PRELOAD = ["hwb_client.workers", "hwb_client.run"]
 _context: Any = None
 _context_lock = threading.Lock()
 
@@ -111,12 +111,13 @@ class _Job:
 
 
 def _shared_context() -> Any:
-    """One ``forkserver`` per process, started on first use with the client's modules imported."""
+    """One ``forkserver`` per process, with the client's modules imported: the one the command's entry
+    point started before it imported the client (``launch``), else started here on first use."""
     global _context
     with _context_lock:
         if _context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(_PRELOAD)
+            context.set_forkserver_preload(PRELOAD)
             _context = context
         return _context
 
