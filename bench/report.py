@@ -324,9 +324,12 @@ def sources(groups: Sequence[Group]) -> list[str]:
         for document in group.documents:
             # files from before 2026-12-04 have no "sandbox": their sandbox applied batches in its own process
             workers = document.get("sandbox", {}).get("apply_workers", 1)
+            reads = document.get("floor_reads", 1)  # files from before 2026-12-04 (later) read it once
+            floor = "the floor read once" if reads == 1 else f"the floor the median of {reads} reads"
             lines.append(
                 f"- `{document['_file']}`: `{document['command']}` ({group.scale}, {group.database}, "
-                f"label {group.label}; the sandbox's apply workers: {workers}), finished {document['finished_at']}"
+                f"label {group.label}; the sandbox's apply workers: {workers}; {floor}), "
+                f"finished {document['finished_at']}"
             )
     return sorted(set(lines))
 
