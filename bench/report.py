@@ -283,6 +283,45 @@ def levers_table(groups: Sequence[Group]) -> list[str]:
     return _table(header, rows, right_from=2)
 
 
+def phases_table(groups: Sequence[Group]) -> list[str]:
+    """Where each run's wall time went (``phases``, from the client's log; results from 2026-12-04 on),
+    ``default`` at LA scale: medians of the repeats that have it."""
+    header = [
+        "database",
+        "run",
+        "n",
+        "wall s",
+        "before the first school s",
+        "after the last s",
+        "schools' time s (summed over the workers)",
+        "reading and deciding s",
+        "waiting on the API for batches s",
+        "the rest s",
+    ]
+    rows = []
+    for group in groups:
+        if group.scale != "la" or group.label != DEFAULT_LABEL:
+            continue
+        for run in RUNS:
+            have = [r[run] for r in group.results if r.get(run, {}).get("phases")]
+            if not have:
+                continue
+            cells = [
+                spread([float(h["phases"][name]) for h in have])
+                for name in (
+                    "before_first_school_seconds",
+                    "after_last_school_seconds",
+                    "school_seconds",
+                    "read_and_decide_seconds",
+                    "batch_api_seconds",
+                    "rest_seconds",
+                )
+            ]
+            wall = spread([float(h["seconds"]) for h in have])
+            rows.append([group.database, RUN_NAMES[run], str(len(have)), wall, *cells])
+    return _table(header, rows, right_from=2)
+
+
 def national(groups: Sequence[Group]) -> list[str]:
     """The national set: its floor, the runs that finished and, for a run cut off, how far it got."""
     lines: list[str] = []
@@ -340,6 +379,7 @@ def render(groups: Sequence[Group], notes: str) -> str:
         "TARGETS": lambda: targets_table(groups),
         "GROWTH": lambda: growth_table(groups),
         "LEVERS": lambda: levers_table(groups),
+        "PHASES": lambda: phases_table(groups),
         "SOURCES": lambda: sources(groups),
         "NATIONAL": lambda: national(groups),
         "FIGURES": lambda: _all_figures(groups),

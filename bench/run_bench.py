@@ -114,6 +114,8 @@ class Measured:
     processes: int = 1
     kernel_seconds: float = 0.0
     minor_faults: int = 0
+    #: when it started, by the wall clock (the client's log stamps are wall-clock times)
+    started_at: float = 0.0
 
 
 def _proc_cpu_seconds(pid: int | None) -> float:
@@ -195,6 +197,7 @@ def sample(child, done):
             peak["pss_at_peak"] = sorted(([role(p, child.pid), pss] for pss, p in each), key=lambda r: -r[1])
         peak["processes"] = max(peak["processes"], len(pids))
 
+started_at = time.time()
 started = time.perf_counter()
 child = subprocess.Popen(sys.argv[2:])
 done = threading.Event()
@@ -211,7 +214,7 @@ while True:
         break
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w") as out:
-    json.dump({"seconds": seconds, "exit_code": code, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+    json.dump({"seconds": seconds, "started_at": started_at, "exit_code": code, "cpu_seconds": usage.ru_utime + usage.ru_stime,
                "kernel_seconds": usage.ru_stime, "minor_faults": usage.ru_minflt,
                "peak_rss_kib": usage.ru_maxrss, "tree_rss_kib": peak["rss"], "tree_pss_kib": peak["pss"],
                "processes": peak["processes"], "pss_at_peak_kib": peak["pss_at_peak"]}, out)
@@ -244,6 +247,7 @@ def measure(command: Sequence[str], *, log: Path, sandbox_pid: int | None, env: 
         processes=usage["processes"],
         pss_at_peak_mb=[(name, round(kib / 1024, 1)) for name, kib in usage.get("pss_at_peak_kib", [])],
         kernel_seconds=usage.get("kernel_seconds", 0.0),
+        started_at=usage.get("started_at", 0.0),
         minor_faults=usage.get("minor_faults", 0),
     )
 
@@ -259,6 +263,43 @@ def _events(log_file: Path, offset: int) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return events
+
+
+def _phases(events: Sequence[dict[str, Any]], started_at: float, seconds: float) -> dict[str, Any]:
+    """Where a run's wall time went, from its log: before the first school started and after the last
+    one ended (the command's own start and end: imports, the worker processes, the summary), and the
+    schools' own time summed over the workers that ran them side by side, split into reading and
+    deciding (up to the snapshot's ``source_read``), waiting on the API for batches (each
+    acknowledgement's ``api_seconds``) and the rest (acknowledgements written, the run report, the
+    state opened, checked and closed)."""
+    runs: dict[str, dict[str, float]] = {}
+    for event in events:
+        name, run_id = event.get("event"), event.get("run_id")
+        if run_id is None or name not in ("run_started", "source_read", "run_finished", "batch_acknowledged"):
+            continue
+        run = runs.setdefault(str(run_id), {"api": 0.0})
+        stamp = dt.datetime.fromisoformat(str(event["timestamp"])).timestamp()
+        if name == "batch_acknowledged":
+            run["api"] += float(event.get("api_seconds", 0.0))
+        elif name == "source_read":
+            run["read"] = max(run.get("read", stamp), stamp)
+        else:
+            run[name] = stamp
+    whole = [r for r in runs.values() if {"run_started", "run_finished"} <= r.keys()]
+    if not whole or not started_at:
+        return {}
+    schools = sum(r["run_finished"] - r["run_started"] for r in whole)
+    read = sum(r.get("read", r["run_started"]) - r["run_started"] for r in whole)
+    api = sum(r["api"] for r in whole)
+    return {
+        "schools": len(whole),
+        "before_first_school_seconds": round(min(r["run_started"] for r in whole) - started_at, 3),
+        "after_last_school_seconds": round(started_at + seconds - max(r["run_finished"] for r in whole), 3),
+        "school_seconds": round(schools, 3),
+        "read_and_decide_seconds": round(read, 3),
+        "batch_api_seconds": round(api, 3),
+        "rest_seconds": round(schools - read - api, 3),
+    }
 
 
 def _size(path: Path) -> int:
@@ -474,6 +515,7 @@ class Bench:
             "operations": operations,
             "body_bytes": body_bytes,
             "bytes_per_operation": round(body_bytes / operations, 1) if operations else None,
+            "phases": _phases(events, measured.started_at, measured.seconds),
         }
         self.say(
             f"  {name:<14} {figures['seconds']:8.2f} s  {figures['ratio_to_floor']:5.2f}x floor  "

@@ -59,11 +59,18 @@ def test_bench_script_writes_every_figure_for_the_floor_and_the_three_runs(tmp_p
     assert set(document["targets"]) == {"no_change_run", "churn_run", "full_run", "peak_rss_mb"}
     result = document["results"]["sqlite"]
     assert result["floor"]["seconds"] > 0
+    for floor in (result["floor"], result["floor_after_churn"]):  # three reads, the median taken
+        assert len(floor["reads"]) == 3 and document["floor_reads"] == 3
+        assert floor["seconds"] == sorted(floor["reads"])[1]
     assert result["floor"]["rows"] == {kind: document["data"][kind] for kind in result["floor"]["rows"]}
     for run in RUNS:
         assert set(result[run]) >= RUN_FIGURES, run
         assert result[run]["exit_code"] == 0, run
         assert result[run]["peak_rss_mb"] > 0, run
+        phases = result[run]["phases"]  # where the wall time went, from the client's log
+        assert phases["schools"] == document["schools"], run
+        assert 0 < phases["read_and_decide_seconds"] <= phases["school_seconds"], run
+        assert 0 < phases["before_first_school_seconds"] < result[run]["seconds"], run
     full, unchanged, churned = (result[run] for run in RUNS)
     assert full["operations"] > sum(document["data"][k] for k in ("learners", "staff", "groups"))
     assert full["bytes_per_operation"] > 0

@@ -118,3 +118,38 @@ def test_the_first_table_sets_each_variant_beside_the_default_and_judges_the_def
     assert no_change.endswith("| 1.3× | met |")
     assert "| 1.23× (1.20-1.25); client CPU 11.0 (10.8-11.3) s |" in no_change  # the default's 4 runs
     assert "| 1.50× (n=2); client CPU 13.5 (n=2) s |" in no_change  # the variant's 2
+
+
+def test_where_the_time_went_is_shown_for_the_runs_that_recorded_it(tmp_path: Path) -> None:
+    """``phases`` (from the client's log) of the default's LA runs: medians over the files that have it;
+    a file from before it was recorded is left out of that table, not counted as zero."""
+    files = []
+    for i, before in enumerate([0.4, 0.5, None]):
+        document = _document("la", 10.0, 12.0, 14.0, 40.0)
+        if before is not None:
+            document["results"]["postgres"]["churn_run"]["phases"] = {
+                "schools": 120,
+                "before_first_school_seconds": before,
+                "after_last_school_seconds": 0.05,
+                "school_seconds": 26.0 + i,
+                "read_and_decide_seconds": 18.0,
+                "batch_api_seconds": 2.0,
+                "rest_seconds": 6.0 + i,
+            }
+        path = tmp_path / f"la-{i}.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        files.append(str(path))
+    notes = tmp_path / "notes.md"
+    notes.write_text("{{PHASES}}\n", encoding="utf-8")
+
+    done = subprocess.run(
+        [sys.executable, str(REPORT), *files, "--notes", str(notes)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| postgres |")]
+    assert rows == [
+        "| postgres | 1 % change run | 2 | 14.00 (n=2) | 0.45 (n=2) | 0.05 (n=2) | 26.50 (n=2) | 18.00 (n=2) "
+        "| 2.00 (n=2) | 6.50 (n=2) |"
+    ]
