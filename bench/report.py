@@ -285,8 +285,9 @@ def levers_table(groups: Sequence[Group]) -> list[str]:
 
 def phases_table(groups: Sequence[Group]) -> list[str]:
     """Where each run's wall time went (``phases``, from the client's log; results from 2026-12-04 on),
-    ``default`` at LA scale: medians of the repeats that have it."""
+    at LA scale, ``default`` first: medians of the repeats that have it."""
     header = [
+        "label",
         "database",
         "run",
         "n",
@@ -300,7 +301,7 @@ def phases_table(groups: Sequence[Group]) -> list[str]:
     ]
     rows = []
     for group in groups:
-        if group.scale != "la" or group.label != DEFAULT_LABEL:
+        if group.scale != "la":
             continue
         for run in RUNS:
             have = [r[run] for r in group.results if r.get(run, {}).get("phases")]
@@ -318,8 +319,8 @@ def phases_table(groups: Sequence[Group]) -> list[str]:
                 )
             ]
             wall = spread([float(h["seconds"]) for h in have])
-            rows.append([group.database, RUN_NAMES[run], str(len(have)), wall, *cells])
-    return _table(header, rows, right_from=2)
+            rows.append([group.label, group.database, RUN_NAMES[run], str(len(have)), wall, *cells])
+    return _table(header, rows, right_from=3)
 
 
 def national(groups: Sequence[Group]) -> list[str]:

@@ -148,8 +148,8 @@ def test_where_the_time_went_is_shown_for_the_runs_that_recorded_it(tmp_path: Pa
         text=True,
         check=True,
     )
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| postgres |")]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| default | postgres |")]
     assert rows == [
-        "| postgres | 1 % change run | 2 | 14.00 (n=2) | 0.45 (n=2) | 0.05 (n=2) | 26.50 (n=2) | 18.00 (n=2) "
+        "| default | postgres | 1 % change run | 2 | 14.00 (n=2) | 0.45 (n=2) | 0.05 (n=2) | 26.50 (n=2) | 18.00 (n=2) "
         "| 2.00 (n=2) | 6.50 (n=2) |"
     ]
