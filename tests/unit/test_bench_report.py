@@ -51,6 +51,23 @@ def _document(scale: str, floor: float, no_change: float, churn: float, full: fl
     }
 
 
+def _render(tmp_path: Path, documents: list[dict[str, Any]], notes: str) -> str:
+    """``bench/report.py`` over these results files (``la-N.json``) and notes: what it printed."""
+    files = []
+    for i, document in enumerate(documents):
+        path = tmp_path / f"la-{i}.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        files.append(str(path))
+    (tmp_path / "notes.md").write_text(notes, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(REPORT), *files, "--notes", str(tmp_path / "notes.md")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
 def test_the_report_gives_each_figure_as_median_and_range_and_judges_the_targets(tmp_path: Path) -> None:
     """Three repeats of the LA run: medians with their range, and met/missed on the median."""
     files = []
@@ -96,23 +113,13 @@ def test_spread_gives_the_median_alone_below_three_values() -> None:
 def test_the_first_table_sets_each_variant_beside_the_default_and_judges_the_default(tmp_path: Path) -> None:
     """The code before a change (``--label``) beside ``default``: ratios with the client CPU behind
     them, and the verdict on the default's median only."""
-    files = []
+    documents = []
     for i, (label, no_change) in enumerate([("default", 12.0), ("default", 12.5), ("before", 15.0)] * 2):
         document = _document("la", 10.0, no_change + i * 0.01, 14.0, 40.0)
         document["label"] = label
-        path = tmp_path / f"la-{i}.json"
-        path.write_text(json.dumps(document), encoding="utf-8")
-        files.append(str(path))
-    notes = tmp_path / "notes.md"
-    notes.write_text("{{READ_FIRST}}\n", encoding="utf-8")
-
-    done = subprocess.run(
-        [sys.executable, str(REPORT), *files, "--notes", str(notes)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    lines = done.stdout.splitlines()
+        documents.append(document)
+    output = _render(tmp_path, documents, "{{READ_FIRST}}\n")
+    lines = output.splitlines()
     assert lines[0] == "| run | default (n=4) | before (n=2) | target |  |"
     no_change = next(line for line in lines if line.startswith("| no-change run |"))
     assert no_change.endswith("| 1.3× | met |")
@@ -123,7 +130,7 @@ def test_the_first_table_sets_each_variant_beside_the_default_and_judges_the_def
 def test_where_the_time_went_is_shown_for_the_runs_that_recorded_it(tmp_path: Path) -> None:
     """``phases`` (from the client's log) of the default's LA runs: medians over the files that have it;
     a file from before it was recorded is left out of that table, not counted as zero."""
-    files = []
+    documents = []
     for i, before in enumerate([0.4, 0.5, None]):
         document = _document("la", 10.0, 12.0, 14.0, 40.0)
         if before is not None:
@@ -136,19 +143,9 @@ def test_where_the_time_went_is_shown_for_the_runs_that_recorded_it(tmp_path: Pa
                 "batch_api_seconds": 2.0,
                 "rest_seconds": 6.0 + i,
             }
-        path = tmp_path / f"la-{i}.json"
-        path.write_text(json.dumps(document), encoding="utf-8")
-        files.append(str(path))
-    notes = tmp_path / "notes.md"
-    notes.write_text("{{PHASES}}\n", encoding="utf-8")
-
-    done = subprocess.run(
-        [sys.executable, str(REPORT), *files, "--notes", str(notes)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| default | postgres |")]
+        documents.append(document)
+    output = _render(tmp_path, documents, "{{PHASES}}\n")
+    rows = [line for line in output.splitlines() if line.startswith("| default | postgres |")]
     assert rows == [
         "| default | postgres | 1 % change run | 2 | 14.00 (n=2) | 0.45 (n=2) | 0.05 (n=2) | 26.50 (n=2) | 18.00 (n=2) "
         "| 2.00 (n=2) | 6.50 (n=2) |"
