@@ -8,11 +8,11 @@ the client, the two imports run side by side.
 
 Whether to start it is read from the command line and the configuration file without the client's
 settings (which are the import it would wait for): ``--run-now`` without ``--school``, more than one
-enabled school and ``schedule.max_concurrent_schools`` above 1 (2 unless set, or ``HWB_SCHEDULE__MAX_
-CONCURRENT_SCHOOLS``). It is a guess, never a decision: the command reads and checks the configuration
-as always and runs schools side by side only if that says so; a wrong guess costs a forkserver that
-forks nothing (it exits with the command) or, the other way, the wait it always had. A one-school run,
-most of what IT support starts by hand, starts none.
+enabled school and ``schedule.max_concurrent_schools`` above 1 (2 unless set; the environment's
+``HWB_SCHEDULE__MAX_CONCURRENT_SCHOOLS`` counts too). It is a guess, never a decision: the command
+reads and checks the configuration as always and runs schools side by side only if that says so; a
+wrong guess costs a forkserver that forks nothing (it exits with the command) or, the other way, the
+wait it always had. A one-school run, most of what IT support starts by hand, starts none.
 """
 
 from __future__ import annotations
