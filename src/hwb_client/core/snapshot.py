@@ -731,11 +731,12 @@ def _decide_memberships(
     for names, chunk in chunks:
         # the whole read's token made as the rows pass (a first run): each row's repr made once, for it
         # and the row's fingerprint (the class tokens make their own: no faster given them, measured)
-        texts = list(map(repr, chunk)) if school is not None else None
+        texts: list[str] | None = None
+        if school is not None:
+            texts = list(map(repr, chunk))
+            school.add(names, texts)
         if tokens is not None:
             tokens.add(names, chunk)
-        if school is not None and texts is not None:
-            school.add(names, texts)
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
         group = names.index("group_id") if skip else -1
         for position, values in enumerate(chunk):
