@@ -21,7 +21,7 @@ from hwb_client.core.batches import Batch
 from hwb_client.core.diff import ACTIVE, LEFT
 from hwb_client.core.model import Kind
 from hwb_client.core.plan import Plan
-from hwb_client.core.snapshot import SourceRows
+from hwb_client.core.snapshot import RowChunks, SourceRows
 from hwb_client.errors import ApiError, Interrupted
 from hwb_client.i18n import N_
 from hwb_client.platform.failpoints import failpoint
@@ -113,12 +113,30 @@ def reconcile(api: NationalApi, state: StateStore, dfes: str) -> int:
 
 
 def with_reading_failpoint(rows: SourceRows) -> SourceRows:
-    """The same streams, with the ``while_reading`` crash point after the first learner row."""
+    """The same streams, with the ``while_reading`` crash point after the first learner row (fetched
+    chunks stay chunks: the first one is cut after its first row)."""
+    source = rows.learners
+    if isinstance(source, RowChunks):
+        return dataclasses.replace(rows, learners=RowChunks(source.fields, _chunks_with_failpoint(source)))
 
     def learners() -> Iterator[Mapping[str, object]]:
-        for index, row in enumerate(rows.learners):
+        for index, row in enumerate(source):
             if index == 1:
                 failpoint("while_reading")
             yield row
 
     return dataclasses.replace(rows, learners=learners())
+
+
+def _chunks_with_failpoint(source: RowChunks) -> Iterator[Sequence[Sequence[object]]]:
+    seen = 0
+    for chunk in source.chunks:
+        before, seen = seen, seen + len(chunk)
+        if before <= 1 < seen:  # the second row is in this chunk: the crash point goes just before it
+            cut = 1 - before
+            if cut:
+                yield chunk[:cut]
+            failpoint("while_reading")
+            yield chunk[cut:]
+        else:
+            yield chunk

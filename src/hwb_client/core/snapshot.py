@@ -234,6 +234,18 @@ def _label(kind: Kind, index: int, row: Row, reason: Reason) -> str:
     return head + (" " + ", ".join(details) if details else "")
 
 
+#: A row as the builder keeps it while it may still turn out a duplicate: the row, or a known row's field
+#: names and fetched values (made a row only if it is held back)
+_Fetched = Row | tuple[tuple[str, ...], Sequence[object]]
+
+
+def _as_row(fetched: _Fetched) -> Row:
+    if isinstance(fetched, tuple):
+        names, values = fetched
+        return dict(zip(names, values, strict=True))
+    return fetched
+
+
 #: How a kind is built from a row: the validated record plus its dates and year group, or ``Invalid``.
 Built = tuple[WireRecord, dt.date | None, dt.date | None, str | None]  # record, leaving, start, year
 
@@ -246,7 +258,7 @@ class _Builder:
     keyed: Callable[[bytes], str]
     fingerprints: RowFingerprints | None = None
     snapshot: Snapshot = field(default_factory=Snapshot)
-    _first_rows: dict[tuple[Kind, str], tuple[int, Row]] = field(default_factory=dict)
+    _first_rows: dict[tuple[Kind, str], tuple[int, _Fetched]] = field(default_factory=dict)
     _duplicated: set[tuple[Kind, str]] = field(default_factory=set)
 
     def hold(self, kind: Kind, index: int, row: Row, reason: Reason, key: str | None = None) -> None:
@@ -256,7 +268,7 @@ class _Builder:
         if key is not None:
             self.snapshot.held_keys.add((kind, key))
 
-    def _claim(self, kind: Kind, index: int, row: Row, key: str, duplicate: Reason) -> bool:
+    def _claim(self, kind: Kind, index: int, row: _Fetched, key: str, duplicate: Reason) -> bool:
         """Two MIS rows claiming the same identity are both held back; True if ``key`` is free."""
         entries = self.snapshot.entries[kind]
         if (kind, key) not in self._duplicated and key not in entries:
@@ -265,12 +277,12 @@ class _Builder:
         if key in entries:
             del entries[key]
             first_index, first_row = self._first_rows.pop((kind, key))
-            self.hold(kind, first_index, first_row, duplicate, key)
+            self.hold(kind, first_index, _as_row(first_row), duplicate, key)
             self._duplicated.add((kind, key))
-        self.hold(kind, index, row, duplicate, key)
+        self.hold(kind, index, _as_row(row), duplicate, key)
         return False
 
-    def add_known(self, kind: Kind, index: int, row: Row, known: Known, duplicate: Reason) -> None:
+    def add_known(self, kind: Kind, index: int, row: _Fetched, known: Known, duplicate: Reason) -> None:
         if self._claim(kind, index, row, known.key, duplicate):
             self.snapshot.entries[kind][known.key] = Entry(
                 kind, known.key, None, known.digest, known.leaving, known.year_group, stable=known.stable
@@ -308,25 +320,37 @@ class _Builder:
         build: Callable[[Row], Built],
         duplicate: Reason,
         held_key: Callable[[Row], str | None],
-        on_known: Callable[[Row, Known], None] | None = None,
+        on_known: Callable[[tuple[str, ...], Sequence[object], Known], None] | None = None,
     ) -> None:
-        """Every row of a kind: known by its fingerprint, or validated and built, or held back."""
+        """Every row of a kind: known by its fingerprint, or validated and built, or held back. A known
+        row is looked up by the fingerprint of its fetched values (``RowChunks``), as memberships are,
+        with no dict made for it; ``on_known`` gets its field names and values."""
         fingerprints = self.fingerprints
-        for index, row in enumerate(rows, start=1):
-            self.snapshot.rows_read[kind] += 1
-            fp = fingerprints(kind, row) if fingerprints is not None else None
-            hit = fingerprints.known.get(fp) if fingerprints is not None and fp is not None else None
-            if hit is not None:
-                if on_known is not None:
-                    on_known(row, hit)
-                self.add_known(kind, index, row, hit, duplicate)
-                continue
-            try:
-                built = build(row)
-            except Invalid as exc:
-                self.hold(kind, index, row, exc.reason, held_key(row))
-                continue
-            self.add(kind, index, row, built, duplicate, fp)
+        known = fingerprints.known if fingerprints is not None else {}
+        index = 0
+        for names, chunk in _value_chunks(rows):
+            self.snapshot.rows_read[kind] += len(chunk)
+            prefixed = fingerprints.prefixed(kind, names) if fingerprints is not None else None
+            for values in chunk:
+                index += 1
+                fp = None
+                if prefixed is not None:
+                    running = prefixed.copy()  # the bytes of ``RowFingerprints.__call__`` of the row
+                    running.update(repr(values).encode())
+                    fp = running.digest()
+                    hit = known.get(fp)
+                    if hit is not None:
+                        if on_known is not None:
+                            on_known(names, values, hit)
+                        self.add_known(kind, index, (names, values), hit, duplicate)
+                        continue
+                row = dict(zip(names, values, strict=True))
+                try:
+                    built = build(row)
+                except Invalid as exc:
+                    self.hold(kind, index, row, exc.reason, held_key(row))
+                    continue
+                self.add(kind, index, row, built, duplicate, fp)
 
 
 def _stripped(value: object) -> str | None:
@@ -367,9 +391,10 @@ class _Upns:
             upn_hash = self.hashes[upn] = self._hasher(upn)
         return upn_hash
 
-    def known(self, row: Row, hit: Known) -> None:
+    def known(self, names: tuple[str, ...], values: Sequence[object], hit: Known) -> None:
         """A learner row known by its fingerprint: note its UPN's hash without parsing or hashing."""
-        self.hashes[normalise_upn(str(row.get("upn")))] = hit.key
+        upn = values[names.index("upn")] if "upn" in names else None
+        self.hashes[normalise_upn(str(upn))] = hit.key
 
     def held_key(self, row: Row) -> str | None:
         """The hashed UPN of a learner held back for a reason other than their UPN, else ``None``."""
