@@ -529,7 +529,10 @@ class ClassTokens:
         self.group_of: dict[object, str] = {}
         self.usable = True
 
-    def add(self, names: tuple[str, ...], chunk: Sequence[Sequence[object]]) -> None:
+    def add(
+        self, names: tuple[str, ...], chunk: Sequence[Sequence[object]], texts: Sequence[str] | None = None
+    ) -> None:
+        """A chunk of rows with the same fields (``texts``: each row's ``repr``, if made already)."""
         if not self.usable:
             return
         if names != self._names:
@@ -542,16 +545,22 @@ class ClassTokens:
             if rest:
                 self._others = operator.itemgetter(*rest)
             self._base.update(b"\x00fields" + repr(names).encode() + b"\x00")
-        rows: Iterable[Sequence[object]] = chunk
+        groups = list(map(self._group_value, chunk))
+        order: Iterable[int] = range(len(chunk))
         with contextlib.suppress(TypeError):  # group values that do not sort: each run of a class in turn
-            rows = sorted(chunk, key=self._group_value)  # stable: each class's rows in their order
+            order = sorted(order, key=groups.__getitem__)  # stable: each class's rows in their order
         try:
-            for raw, run in itertools.groupby(rows, key=self._group_value):
-                self._add_class(names, raw, list(run))
+            for raw, run in itertools.groupby(order, key=groups.__getitem__):
+                positions = list(run)
+                rows = list(map(chunk.__getitem__, positions))
+                text = map(texts.__getitem__, positions) if texts is not None else map(repr, rows)
+                self._add_class(names, raw, rows, text)
         except TypeError:  # a value that cannot be a key (no driver gives one): no class settles
             self.usable = False
 
-    def _add_class(self, names: tuple[str, ...], raw: object, rows: list[Sequence[object]]) -> None:
+    def _add_class(
+        self, names: tuple[str, ...], raw: object, rows: list[Sequence[object]], texts: Iterable[str]
+    ) -> None:
         gid = self.group_of.get(raw)
         if gid is None:
             gid = self.group_of[raw] = v.membership_group(raw)
@@ -567,7 +576,7 @@ class ClassTokens:
                 if who not in members:
                     members[who] = self._member(dict(zip(names, values, strict=True)))
             states = "\n".join(map(members.__getitem__, whos))
-        running[0].update(("\n".join(map(repr, rows)) + "\n").encode())
+        running[0].update(("\n".join(texts) + "\n").encode())
         running[1].update((states + "\n").encode())
 
     def digests(self, group: Callable[[str], str]) -> dict[str, bytes]:
@@ -682,10 +691,12 @@ def _read_memberships(
     made: dict[str, bytes] | None = None
     whole = b""
     skip: frozenset[object] = frozenset()  # the settled classes' raw group values
+    texts: list[list[str]] | None = None  # each kept row's repr, made once for every token and fingerprint
     if tokens is not None and school is not None and settled:
         chunks = list(chunks)  # one school's memberships, read twice: for the tokens first
-        for names, chunk in chunks:
-            school.add(names, map(repr, chunk))  # made again for the class tokens if the token differs
+        texts = [list(map(repr, chunk)) for _, chunk in chunks]
+        for (names, _), chunk_texts in zip(chunks, texts, strict=True):
+            school.add(names, chunk_texts)
         whole = school.digest()
         if settled_school is not None and whole == settled_school:  # every class as it was settled
             snap.settled_classes = snap.classes_read = frozenset(settled)
@@ -694,13 +705,13 @@ def _read_memberships(
             snap.school_token, snap.school_settled = (whole, snap.classes_read), True
             return
         school = None  # made already
-        made, skip = _compare_classes(snap, tokens, chunks, settled, group)
+        made, skip = _compare_classes(snap, tokens, chunks, texts, settled, group)
     held_classes: set[str] = set()
     if skip and snap.settled_classes.issuperset(snap.classes_read):
         read = sum(len(chunk) for _, chunk in chunks)  # every class settled: no row to look at
     else:
         pending = None if made is not None else tokens  # made already, or made as the rows pass
-        read, held_classes = _decide_memberships(b, chunks, upns, held, pending, skip, school)
+        read, held_classes = _decide_memberships(b, chunks, upns, held, pending, skip, school, texts)
     snap.rows_read[Kind.MEMBERSHIP] += read
     if tokens is not None:
         made = made if made is not None else tokens.digests(group)
@@ -715,13 +726,16 @@ def _compare_classes(
     snap: Snapshot,
     tokens: ClassTokens,
     chunks: Sequence[tuple[tuple[str, ...], Sequence[Sequence[object]]]],
+    texts: Sequence[Sequence[str]],
     settled: SettledClasses,
     group: Callable[[str], str],
 ) -> tuple[dict[str, bytes], frozenset[object]]:
-    """Every class's token, made from the rows kept; the classes whose token is what was settled are
-    settled in ``snap``. Returns the tokens and the settled classes' raw group values."""
-    for names, same_names in itertools.groupby(chunks, key=_FIRST):
-        tokens.add(names, list(itertools.chain.from_iterable(map(_SECOND, same_names))))
+    """Every class's token, made from the rows kept (and their ``texts``); the classes whose token is
+    what was settled are settled in ``snap``. Returns the tokens and the settled classes' raw group values."""
+    for names, same_names in itertools.groupby(zip(chunks, texts, strict=True), key=lambda kept: kept[0][0]):
+        both = list(same_names)
+        rows = list(itertools.chain.from_iterable(chunk for (_, chunk), _ in both))
+        tokens.add(names, rows, list(itertools.chain.from_iterable(map(_SECOND, both))))
     made = tokens.digests(group)
     snap.classes_read = frozenset(tokens.group_of.values())
     same = frozenset(gid for gid, kept in settled.items() if made.get(gid) == kept.token)
@@ -740,9 +754,11 @@ def _decide_memberships(
     tokens: ClassTokens | None,
     skip: frozenset[object],
     school: SchoolToken | None = None,
+    kept_texts: Sequence[Sequence[str]] | None = None,
 ) -> tuple[int, set[str]]:
     """Every membership row, known or the long way, but those of settled classes (``skip``: their raw
-    group values); returns how many rows there were, and the classes with a row held back."""
+    group values); returns how many rows there were, and the classes with a row held back.
+    ``kept_texts``: each chunk's rows' ``repr``, made already (for the tokens)."""
     snap = b.snapshot
     members = {Kind.LEARNER: snap.entries[Kind.LEARNER], Kind.STAFF: snap.entries[Kind.STAFF]}
     learners, staff = members[Kind.LEARNER], members[Kind.STAFF]
@@ -753,15 +769,15 @@ def _decide_memberships(
     learner, membership = Kind.LEARNER.value, Kind.MEMBERSHIP
     held_classes: set[str] = set()
     index = 0
-    for names, chunk in chunks:
-        # the whole read's token made as the rows pass (a first run): each row's repr made once, for it
-        # and the row's fingerprint (the class tokens make their own: no faster given them, measured)
-        texts: list[str] | None = None
+    for number, (names, chunk) in enumerate(chunks):
+        # the whole read's token made as the rows pass (a first run): each row's repr made once, for it,
+        # the class tokens and the row's fingerprint
+        texts = kept_texts[number] if kept_texts is not None else None
         if school is not None:
             texts = list(map(repr, chunk))
             school.add(names, texts)
         if tokens is not None:
-            tokens.add(names, chunk)
+            tokens.add(names, chunk, texts)
         prefixed = b.fingerprints.prefixed(membership, names) if b.fingerprints is not None else None
         group = names.index("group_id") if skip else -1
         for position, values in enumerate(chunk):
