@@ -177,10 +177,16 @@ def _worst(group: Group, figure: str) -> list[float]:
     return [max(r[run].get(figure, 0.0) for run in RUNS if run in r) for r in group.results]
 
 
-def read_first_table(groups: Sequence[Group], database: str = "postgres") -> list[str]:
-    """The LA set on one database, each label side by side (the default first): every target's ratio
-    with the client CPU behind it, and the verdict on the default's median."""
+def read_first_table(
+    groups: Sequence[Group], database: str = "postgres", labels: Sequence[str] = ()
+) -> list[str]:
+    """The LA set on one database, each label side by side (the default first; ``labels``: these only,
+    in this order, the default always): every target's ratio with the client CPU behind it, and the
+    verdict on the default's median."""
     chosen = [g for g in groups if g.scale == "la" and g.database == database]
+    if labels:
+        wanted = [DEFAULT_LABEL, *(label for label in labels if label != DEFAULT_LABEL)]
+        chosen = sorted((g for g in chosen if g.label in wanted), key=lambda g: wanted.index(g.label))
     default = next((g for g in chosen if g.label == DEFAULT_LABEL), None)
     if default is None:
         return [f"No LA results on {database}."]
@@ -375,8 +381,10 @@ def sources(groups: Sequence[Group]) -> list[str]:
 
 
 def render(groups: Sequence[Group], notes: str) -> str:
-    sections: dict[str, Callable[[], list[str]]] = {
-        "READ_FIRST": lambda: read_first_table(groups),
+    """The notes with each ``{{SECTION}}`` line replaced by its table; ``{{READ_FIRST | a | b}}``
+    sets those labels beside the default."""
+    sections: dict[str, Callable[..., list[str]]] = {
+        "READ_FIRST": lambda *labels: read_first_table(groups, labels=labels),
         "TARGETS": lambda: targets_table(groups),
         "GROWTH": lambda: growth_table(groups),
         "LEVERS": lambda: levers_table(groups),
@@ -388,8 +396,9 @@ def render(groups: Sequence[Group], notes: str) -> str:
     out = []
     for line in notes.splitlines():
         marker = line.strip()
-        if marker.startswith("{{") and marker.endswith("}}") and marker[2:-2] in sections:
-            out.extend(sections[marker[2:-2]]())
+        name, *arguments = (part.strip() for part in marker[2:-2].split("|"))
+        if marker.startswith("{{") and marker.endswith("}}") and name in sections:
+            out.extend(sections[name](*arguments))
         else:
             out.append(line)
     return "\n".join(out) + "\n"

@@ -127,6 +127,17 @@ def test_the_first_table_sets_each_variant_beside_the_default_and_judges_the_def
     assert "| 1.50× (n=2); client CPU 13.5 (n=2) s |" in no_change  # the variant's 2
 
 
+def test_the_first_table_can_name_the_variants_it_shows(tmp_path: Path) -> None:
+    """``{{READ_FIRST | b | a}}``: the default, then those labels in that order; the others left out."""
+    documents = []
+    for label, no_change in [("default", 12.0), ("a", 13.0), ("b", 14.0), ("c", 15.0)]:
+        document = _document("la", 10.0, no_change, 14.0, 40.0)
+        document["label"] = label
+        documents.append(document)
+    output = _render(tmp_path, documents, "{{READ_FIRST | b | a}}\n")
+    assert output.splitlines()[0] == "| run | default (n=1) | b (n=1) | a (n=1) | target |  |"
+
+
 def test_where_the_time_went_is_shown_for_the_runs_that_recorded_it(tmp_path: Path) -> None:
     """``phases`` (from the client's log) of the default's LA runs: medians over the files that have it;
     a file from before it was recorded is left out of that table, not counted as zero."""
