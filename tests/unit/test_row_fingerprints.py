@@ -130,6 +130,18 @@ def as_chunks(rows_, size):
     return RowChunks(LEARNER_FIELDS, [values[i : i + size] for i in range(0, len(values), size)])
 
 
+@pytest.mark.parametrize("size", [1, 5])
+def test_a_fetched_rows_fingerprint_is_the_one_a_state_of_the_previous_release_holds(size) -> None:
+    """The fingerprint the previous release stored for a row (``RowFingerprints.__call__`` of the row
+    as a dict: the field names and the ``repr`` of its values' tuple) is the one a run now makes from
+    the fetched values, so an upgraded school's unchanged rows are still known."""
+    prints = fingerprints()
+    first_rows = [learner(n) for n in range(1, 6)]
+    snapshot = build_snapshot(rows(as_chunks(first_rows, size)), HASH, TODAY, prints)
+    made = {key: entry.fingerprint for key, entry in snapshot.entries[Kind.LEARNER].items()}
+    assert made == {HASH(row["upn"]): prints(Kind.LEARNER, row) for row in first_rows}
+
+
 @pytest.mark.parametrize("size", [1, 2, 5])
 def test_learners_fetched_in_chunks_decide_as_rows_one_by_one(size) -> None:
     """The MIS adapter gives each kind as fetched chunks of values: a known learner is found by the
