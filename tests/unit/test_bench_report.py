@@ -161,3 +161,13 @@ def test_where_the_time_went_is_shown_for_the_runs_that_recorded_it(tmp_path: Pa
         "| default | postgres | 1 % change run | 2 | 14.00 (n=2) | 0.45 (n=2) | 0.05 (n=2) | 26.50 (n=2) | 18.00 (n=2) "
         "| 2.00 (n=2) | 6.50 (n=2) |"
     ]
+
+
+def test_the_committed_performance_page_is_what_the_command_makes() -> None:
+    """docs/performance.md is generated, not typed: the command in its header, over the results filed
+    in bench/results/, gives it byte for byte (edit bench/notes.md or the results, then run it again)."""
+    files = sorted(str(path) for path in (REPO / "bench" / "results").glob("*.json"))
+    done = subprocess.run(
+        [sys.executable, str(REPORT), *files], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert done.stdout == (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
