@@ -396,11 +396,12 @@ def render(groups: Sequence[Group], notes: str) -> str:
     out = []
     for line in notes.splitlines():
         marker = line.strip()
-        name, *arguments = (part.strip() for part in marker[2:-2].split("|"))
-        if marker.startswith("{{") and marker.endswith("}}") and name in sections:
-            out.extend(sections[name](*arguments))
-        else:
-            out.append(line)
+        if marker.startswith("{{") and marker.endswith("}}"):
+            name, *arguments = (part.strip() for part in marker[2:-2].split("|"))
+            if name in sections:
+                out.extend(sections[name](*arguments))
+                continue
+        out.append(line)
     return "\n".join(out) + "\n"
 
 

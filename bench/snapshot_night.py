@@ -4,13 +4,17 @@
     .venv/bin/python bench/snapshot_night.py --work-dir /tmp/prof            # this tree's src/
     .venv/bin/python bench/snapshot_night.py --work-dir /tmp/prof --src /tmp/other/src   # another version
 
-The lab's first school (the largest in a ``profile_no_change.py`` lab; ``--school`` another) is read once over ODBC; then a 1 % night is made in memory (one
-learner in a hundred has half of their membership rows moved to another class, with a fixed seed),
-and ``build_snapshot`` is timed on it against the school's state as it is (CPU time, ``--repeats``
-times after one untimed, the minimum and median printed), and again with no state (a first run's path). It also prints
-a digest of the class tokens, the whole read's token and the fingerprints, so that two versions can be
-shown to hash the same bytes. A figure for comparing two versions of the snapshot alternately on a
-quiet machine; the wall-clock benchmark (``run_bench.py``) cannot resolve a few per cent.
+The lab's first school (the largest in a ``profile_no_change.py`` lab; ``--school`` another) is read
+once over ODBC; then a 1 % night is made in memory (one learner in a hundred has half of their
+membership rows moved to another class, with a fixed seed), and ``build_snapshot`` is timed on it
+against the school's state as it is (CPU time, ``--repeats`` times after one untimed, the minimum and
+median printed), and again with no state (a first run's path). It also prints a digest of the class
+tokens, the whole read's token and the fingerprints, so that two versions can be shown to hash the
+same bytes. A figure for comparing two versions of the snapshot alternately on a quiet machine; the
+wall-clock benchmark (``run_bench.py``) cannot resolve a few per cent.
+
+The state is prepared as ``run._plan`` prepares it (settled classes, the index without memberships,
+memberships loaded later); a change there must be made here too, or this measures another path.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ def main() -> int:
         timed(with_state)  # untimed: the state's pages into the page cache (this machine pages them out)
         seconds = []
         for _ in range(args.repeats):  # one snapshot alive at a time, as in a worker
-            last = None
+            last = None  # the previous one let go before the next is built
             spent, last = timed(with_state)
             seconds.append(spent)
         print(
